@@ -1,0 +1,81 @@
+# Shared helpers for hack/ scripts. Source it: `. "$(dirname "$0")/lib.sh"`.
+# Everything here is idempotent and touches only what the project started.
+
+set -euo pipefail
+
+BERTH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${BERTH_OUTPUT:-$BERTH_ROOT/_output}
+BIN=$OUT/bin
+RUNDIR=$OUT/run     # pid files of test-bed processes
+LOGDIR=$OUT/log     # their logs
+mkdir -p "$BIN" "$RUNDIR" "$LOGDIR"
+export PATH="$BIN:/usr/local/go/bin:$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1m[%s]\033[0m %s\n' "${LOG_TAG:-berth}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "run as root (sudo $0 $*)"; }
+
+# ensure_pkgs PKG...: install the Debian packages that are missing, without
+# starting their services (a policy-rc.d denies it for the install), so a
+# package's own daemon never takes the ports or sockets the test bed uses.
+ensure_pkgs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    local stamp=/var/lib/apt/periodic/berth-update-stamp
+    if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +720)" ]; then
+        apt-get update -q >/dev/null
+        mkdir -p "$(dirname "$stamp")" && touch "$stamp"
+    fi
+    local had_policy=1
+    [ -e /usr/sbin/policy-rc.d ] || { had_policy=0; printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
+        || { [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d; die "apt-get install ${missing[*]} failed"; }
+    [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
+}
+
+# --- background processes, tracked by pid file --------------------------------
+# bg_start NAME CMD...: start CMD detached, log to $LOGDIR/NAME.log, pid in
+# $RUNDIR/NAME.pid. No-op if NAME is already running.
+bg_start() {
+    local name=$1; shift
+    if bg_running "$name"; then return 0; fi
+    setsid "$@" >"$LOGDIR/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUNDIR/$name.pid"
+}
+
+bg_pid() { cat "$RUNDIR/$1.pid" 2>/dev/null || true; }
+
+bg_running() {
+    local pid; pid=$(bg_pid "$1")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# bg_stop NAME: SIGTERM the recorded PID (and its process group), SIGKILL
+# after 10 s. Only ever signals processes this project started.
+bg_stop() {
+    local name=$1 pid i
+    pid=$(bg_pid "$name")
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUNDIR/$name.pid"
+}
+
+# wait_for SECONDS DESCRIPTION CMD...: retry CMD until it succeeds.
+wait_for() {
+    local secs=$1 what=$2 i; shift 2
+    for i in $(seq $((secs * 5))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    die "timed out after ${secs}s waiting for $what"
+}
+
+port_listening() { ss -Hltn "sport = :$1" | grep -q .; }

@@ -1,0 +1,88 @@
+//! Parsing of kubelet flag values that come as `k=v` lists.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FlagError {
+    #[error("label {0:?} is not of the form key=value")]
+    NotKeyValue(String),
+    #[error("label key {0:?} is not a valid qualified name")]
+    BadKey(String),
+    #[error("label value {0:?} is not a valid label value")]
+    BadValue(String),
+}
+
+fn is_name(s: &str) -> bool {
+    // A qualified name part: 1-63 chars, alphanumeric at both ends, [-_.] inside.
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !p.starts_with('-')
+                && !p.ends_with('-')
+        })
+}
+
+/// Parse `--node-labels` (`a=b,example.com/c=d`) the way the API server
+/// validates label keys and values.
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, FlagError> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| FlagError::NotKeyValue(item.to_owned()))?;
+        let key_ok = match k.split_once('/') {
+            Some((prefix, name)) => is_dns_subdomain(prefix) && is_name(name),
+            None => is_name(k),
+        };
+        if !key_ok {
+            return Err(FlagError::BadKey(k.to_owned()));
+        }
+        if !(v.is_empty() || is_name(v)) {
+            return Err(FlagError::BadValue(v.to_owned()));
+        }
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_prefixed_labels() {
+        let m = parse_labels("a=b, node-role.kubernetes.io/worker=,x.example.com/y=z-1").unwrap();
+        assert_eq!(m["a"], "b");
+        assert_eq!(m["node-role.kubernetes.io/worker"], "");
+        assert_eq!(m["x.example.com/y"], "z-1");
+    }
+
+    #[test]
+    fn rejects_invalid_labels() {
+        assert_eq!(
+            parse_labels("novalue"),
+            Err(FlagError::NotKeyValue("novalue".into()))
+        );
+        assert_eq!(parse_labels("-a=b"), Err(FlagError::BadKey("-a".into())));
+        assert_eq!(
+            parse_labels("Bad_Prefix/a=b"),
+            Err(FlagError::BadKey("Bad_Prefix/a".into()))
+        );
+        assert_eq!(
+            parse_labels("a=b c"),
+            Err(FlagError::BadValue("b c".into()))
+        );
+    }
+}
