@@ -6,7 +6,7 @@ LOG_TAG=deps
 
 BASE_PKGS=(
     build-essential pkg-config protobuf-compiler libseccomp-dev   # build
-    busybox-static busybox                                         # test images
+    busybox-static                                                 # test images (the dynamic busybox is extracted from its .deb, it conflicts)
     docker-registry skopeo apache2-utils openssl curl jq           # registries
     containernetworking-plugins iptables iproute2 conntrack socat ethtool  # pod networking
     runc containerd crun criu                                      # peers
