@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Set up what is missing, build, and run every test tier; print a summary.
+#
+#   sudo hack/test.sh            all tiers (lint, unit, integration, peer suites)
+#   sudo hack/test.sh --quick    skip the peer suites (and the Go-built peer tools)
+#
+# A failing tier fails the run; later tiers still run so the summary is whole.
+LOG_TAG=test
+. "$(dirname "$0")/lib.sh"
+cd "$BERTH_ROOT"
+need_root
+
+QUICK=0
+for a in "$@"; do
+    case "$a" in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $a" ;;
+    esac
+done
+
+export CARGO_TERM_COLOR=never
+ROWS=()          # "tier|result|passed|failed|seconds|note"
+TOTAL_PASS=0
+TOTAL_FAIL=0
+FAILED=0
+
+# cargo_counts FILE: sum the "test result:" lines of a cargo test log.
+cargo_counts() {
+    awk '/^test result:/ { for (i=1;i<=NF;i++) { if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i } }
+         END { printf "%d %d\n", p, f }' "$1"
+}
+
+# tier NAME NOTE CMD...: run CMD, log to _output/test/NAME.log, record a row.
+# CMD may print "<suite>: N passed, M failed" lines; else cargo's counts are used.
+tier() {
+    local name=$1 note=$2; shift 2
+    local logf="$OUT/test/$name.log" start rc p f
+    mkdir -p "$OUT/test"
+    log "tier $name: $*"
+    start=$(date +%s)
+    set +e
+    "$@" 2>&1 | tee "$logf"
+    rc=${PIPESTATUS[0]}
+    set -e
+    read -r p f < <(cargo_counts "$logf")
+    if [ "$p" = 0 ] && [ "$f" = 0 ]; then
+        read -r p f < <(awk '/^[a-z0-9 _-]+: [0-9]+ passed, [0-9]+ failed/ { p+=$(NF-3); f+=$(NF-1) } END { printf "%d %d\n", p, f }' "$logf")
+    fi
+    # Only our own tests count in the totals; a peer suite's raw counts show
+    # in its row, and its result is the comparison its script makes.
+    if [ "${SUITE:-0}" = 0 ]; then TOTAL_PASS=$((TOTAL_PASS + p)); TOTAL_FAIL=$((TOTAL_FAIL + f)); fi
+    local result=ok
+    if [ "$rc" != 0 ]; then result=FAIL; FAILED=1; fi
+    ROWS+=("$name|$result|$p|$f|$(( $(date +%s) - start ))|$note")
+}
+
+skip_row() { ROWS+=("$1|skipped|-|-|0|$2"); }
+
+T0=$(date +%s)
+# --- set up -------------------------------------------------------------------
+tier setup "packages, registries, test images" bash -c '
+    set -e
+    bash hack/testbed/deps.sh up
+    bash hack/build.sh
+    bash hack/testbed/registry.sh up
+    bash hack/testbed/images.sh up'
+if [ $QUICK = 0 ]; then
+    tier tools "Go-built peer tools" bash hack/testbed/tools.sh up
+fi
+eval "$(bash hack/testbed.sh env)"
+
+# --- tiers --------------------------------------------------------------------
+tier lint "rustfmt + clippy -D warnings" bash -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings'
+tier unit "inline unit tests, no root needed" cargo test --workspace --lib --bins
+tier integration "real namespaces, registries, CNI (root)" cargo test --workspace --test '*'
+
+if [ $QUICK = 0 ]; then
+    if [ -x hack/runtime-tools.sh ] && [ -d "$BIN/runtime-tools" ]; then
+        SUITE=1 tier runtime-tools-runc "OCI validation suite, runc (reference)" bash hack/runtime-tools.sh /usr/sbin/runc
+        SUITE=1 tier runtime-tools-berth "OCI validation suite, berth-runc" bash hack/runtime-tools.sh "$BIN/berth-runc"
+    else
+        skip_row runtime-tools "suite not built"
+    fi
+else
+    skip_row peer-suites "--quick"
+fi
+
+# --- summary ------------------------------------------------------------------
+{
+    echo
+    echo "berth test summary ($(( $(date +%s) - T0 )) s)"
+    printf '%-22s %-8s %7s %7s %6s  %s\n' tier result passed failed secs note
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r n res p f s note <<<"$r"
+        printf '%-22s %-8s %7s %7s %6s  %s\n' "$n" "$res" "$p" "$f" "$s" "$note"
+    done
+} | tee "$OUT/test/summary.txt"
+echo "summary: $TOTAL_PASS passed, $TOTAL_FAIL failed"
+exit $FAILED
