@@ -72,8 +72,8 @@ eval "$(bash hack/testbed.sh env)"
 
 # --- tiers --------------------------------------------------------------------
 tier lint "rustfmt + clippy -D warnings" bash -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings'
-tier unit "inline unit tests, no root needed" cargo test --workspace --lib --bins
-tier integration "real namespaces, registries, CNI (root)" cargo test --workspace --test '*'
+tier unit "inline unit tests, no root needed" cargo test --release --workspace --lib --bins
+tier integration "real namespaces, registries, CNI (root)" cargo test --release --workspace --test '*'
 
 if [ $QUICK = 0 ]; then
     if [ -x hack/runtime-tools.sh ] && [ -d "$BIN/runtime-tools" ]; then
