@@ -1,7 +1,14 @@
 //! berth-cri: the CRI runtime behind `berthd` and `berth-shim`.
 //!
-//! Only this crate knows protobuf and tonic; it uses `berth-images` and
-//! `berth-runtime` through plain Rust types.
+//! Only this crate knows protobuf and tonic (in `service/` and `server.rs`);
+//! it uses `berth-images` and `berth-runtime` through plain Rust types.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod error;
 pub mod logfmt;
+pub mod server;
+pub mod service;
+
+pub use config::Config;
+pub use error::{Error, Result};

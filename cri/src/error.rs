@@ -1,0 +1,50 @@
+//! berth-cri's error type and its one mapping to gRPC status codes.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config {path}: read")]
+    ConfigRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    ConfigParse { path: PathBuf, message: String },
+    #[error("socket {path}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("socket {path}: another berthd is serving it")]
+    SocketInUse { path: PathBuf },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{what} is not implemented yet")]
+    Unimplemented { what: &'static str },
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        // Chain the sources into the message: callers see one line.
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        match e {
+            Error::InvalidArgument(_) | Error::ConfigParse { .. } => {
+                tonic::Status::invalid_argument(msg)
+            }
+            Error::Unimplemented { .. } => tonic::Status::unimplemented(msg),
+            Error::SocketInUse { .. } => tonic::Status::already_exists(msg),
+            Error::ConfigRead { .. } | Error::Socket { .. } => tonic::Status::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Serving CRI on a unix socket, with a clean shutdown.
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::service::{image::ImageService, runtime::RuntimeService};
+
+/// Bind the CRI socket: refuse if another server answers on it, replace it if
+/// it is stale, and make it mode 0660 (root and the socket's group).
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    let sock_err = |source| Error::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(sock_err)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Error::SocketInUse {
+                path: path.to_owned(),
+            });
+        }
+        std::fs::remove_file(path).map_err(sock_err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(sock_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(sock_err)?;
+    Ok(listener)
+}
+
+/// How long in-flight requests may run on after a shutdown signal. Clients
+/// such as the kubelet keep idle connections open, so the drain is bounded.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serve both CRI services on `listener` until `shutdown` resolves, let
+/// in-flight requests finish for up to [`SHUTDOWN_GRACE`], then remove the
+/// socket.
+pub async fn serve(
+    config: Arc<Config>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let socket = config.socket.clone();
+    let runtime = RuntimeService::new(config);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(runtime))
+        .add_service(ImageServiceServer::new(ImageService::default()))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = shutdown => {
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+                    Ok(())
+                }
+            }
+        }
+    };
+    let _ = std::fs::remove_file(&socket);
+    result
+}

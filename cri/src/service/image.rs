@@ -1,0 +1,17 @@
+//! CRI ImageService (backed by berth-images once it lands: issue 4/5).
+
+use super::unimplemented_rpcs;
+
+#[derive(Default)]
+pub struct ImageService {}
+
+#[tonic::async_trait]
+impl k8s_cri::v1::image_service_server::ImageService for ImageService {
+    unimplemented_rpcs! {
+        list_images(ListImagesRequest) -> ListImagesResponse;
+        image_status(ImageStatusRequest) -> ImageStatusResponse;
+        pull_image(PullImageRequest) -> PullImageResponse;
+        remove_image(RemoveImageRequest) -> RemoveImageResponse;
+        image_fs_info(ImageFsInfoRequest) -> ImageFsInfoResponse;
+    }
+}

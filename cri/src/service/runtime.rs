@@ -1,0 +1,199 @@
+//! CRI RuntimeService.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use k8s_cri::v1 as cri;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::unimplemented_rpcs;
+use crate::config::{CgroupDriver, Config};
+
+/// The CRI API version berthd speaks.
+pub const CRI_API_VERSION: &str = "v1";
+pub const RUNTIME_NAME: &str = "berth";
+
+pub struct RuntimeService {
+    config: Arc<Config>,
+    /// Pod CIDR from `UpdateRuntimeConfig`, handed to CNI's host-local IPAM.
+    pod_cidr: Mutex<Option<String>>,
+}
+
+impl RuntimeService {
+    pub fn new(config: Arc<Config>) -> Self {
+        Self {
+            config,
+            pod_cidr: Mutex::new(None),
+        }
+    }
+
+    fn conditions(&self) -> Vec<cri::RuntimeCondition> {
+        let network_ready = self.config.cni_config_present();
+        vec![
+            cri::RuntimeCondition {
+                r#type: "RuntimeReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: network_ready,
+                reason: if network_ready {
+                    String::new()
+                } else {
+                    "NetworkPluginNotReady".into()
+                },
+                message: if network_ready {
+                    String::new()
+                } else {
+                    format!(
+                        "no CNI network config in {}",
+                        self.config.cni_conf_dir.display()
+                    )
+                },
+            },
+        ]
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl cri::runtime_service_server::RuntimeService for RuntimeService {
+    async fn version(
+        &self,
+        _request: Request<cri::VersionRequest>,
+    ) -> Result<Response<cri::VersionResponse>, Status> {
+        Ok(Response::new(cri::VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: RUNTIME_NAME.into(),
+            runtime_version: env!("CARGO_PKG_VERSION").into(),
+            runtime_api_version: CRI_API_VERSION.into(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<cri::StatusRequest>,
+    ) -> Result<Response<cri::StatusResponse>, Status> {
+        let mut info = std::collections::HashMap::new();
+        if request.get_ref().verbose {
+            let cfg = &self.config;
+            let pod_cidr = self
+                .pod_cidr
+                .lock()
+                .expect("pod_cidr lock")
+                .clone()
+                .unwrap_or_default();
+            info.insert(
+                "config".to_owned(),
+                format!(
+                    "{{\"socket\":{:?},\"rootDir\":{:?},\"stateDir\":{:?},\"cniConfDir\":{:?},\"defaultRuntime\":{:?},\"podCIDR\":{:?}}}",
+                    cfg.socket.display().to_string(),
+                    cfg.root_dir.display().to_string(),
+                    cfg.state_dir.display().to_string(),
+                    cfg.cni_conf_dir.display().to_string(),
+                    cfg.default_runtime,
+                    pod_cidr,
+                ),
+            );
+        }
+        let handlers = self
+            .config
+            .runtimes
+            .keys()
+            .map(|name| cri::RuntimeHandler {
+                name: if *name == self.config.default_runtime {
+                    String::new()
+                } else {
+                    name.clone()
+                },
+                features: Some(cri::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+            })
+            .collect();
+        Ok(Response::new(cri::StatusResponse {
+            status: Some(cri::RuntimeStatus {
+                conditions: self.conditions(),
+            }),
+            info,
+            runtime_handlers: handlers,
+            features: None,
+        }))
+    }
+
+    async fn runtime_config(
+        &self,
+        _request: Request<cri::RuntimeConfigRequest>,
+    ) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
+        let driver = match self.config.cgroup_driver {
+            CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
+            CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
+        };
+        Ok(Response::new(cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration {
+                cgroup_driver: driver as i32,
+            }),
+        }))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        request: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+        let cidr = request
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        if !cidr.is_empty() {
+            tracing::info!(pod_cidr = %cidr, "pod CIDR updated");
+            *self.pod_cidr.lock().expect("pod_cidr lock") = Some(cidr);
+        }
+        Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
+    }
+
+    type GetContainerEventsStream = EventStream;
+
+    async fn get_container_events(
+        &self,
+        _request: Request<cri::GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        Err(crate::error::Error::Unimplemented {
+            what: "get_container_events",
+        }
+        .into())
+    }
+
+    unimplemented_rpcs! {
+        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse;
+        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse;
+        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse;
+        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse;
+        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse;
+        create_container(CreateContainerRequest) -> CreateContainerResponse;
+        start_container(StartContainerRequest) -> StartContainerResponse;
+        stop_container(StopContainerRequest) -> StopContainerResponse;
+        remove_container(RemoveContainerRequest) -> RemoveContainerResponse;
+        list_containers(ListContainersRequest) -> ListContainersResponse;
+        container_status(ContainerStatusRequest) -> ContainerStatusResponse;
+        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
+        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
+        exec_sync(ExecSyncRequest) -> ExecSyncResponse;
+        exec(ExecRequest) -> ExecResponse;
+        attach(AttachRequest) -> AttachResponse;
+        port_forward(PortForwardRequest) -> PortForwardResponse;
+        container_stats(ContainerStatsRequest) -> ContainerStatsResponse;
+        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse;
+        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
+        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
+        checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
+        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
+        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
+    }
+}
