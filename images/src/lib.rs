@@ -2,6 +2,15 @@
 //! snapshots and image metadata. It knows nothing of CRI or Kubernetes.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod digest;
+pub mod manifest;
+pub mod platform;
+pub mod reference;
+pub mod registry;
+pub mod store;
+pub mod unpack;
 
 pub use digest::{Digest, DigestError};
+pub use platform::Platform;
+pub use reference::{ImageRef, ReferenceError};
