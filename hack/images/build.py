@@ -469,11 +469,19 @@ def build_all(args):
 
     pause = Layer("berth-pause (static) as /pause")
     pause.host_file("/pause", args.pause, mode=0o755)
-    pause_cfg = {"Env": [PATH_ENV], "Entrypoint": ["/pause"], "User": "65535:65535"}
-    image("berth/pause", ["latest"], [pause], pause_cfg, True, "berth sandboxes (BERTH_PAUSE_IMAGE)")
-    image("pause", ["3.9", "3.10"], [pause], pause_cfg, True,
-          "containerd sandbox_image; critest 'removing image from one registry should remove all tags "
-          "from other registries' (registry.k8s.io/pause:3.9 + k8s.gcr.io/pause:3.9)")
+    # One layer, three configs: each tag is its own image (own image id), as
+    # upstream's pause:3.9 and :3.10 are. critest expects registry.k8s.io/pause:3.9
+    # and k8s.gcr.io/pause:3.9 to be one image with exactly those two tags, so it
+    # must not share its id with the sandbox image (3.10) or berth/pause.
+    def pause_cfg(version):
+        return {"Env": [PATH_ENV], "Entrypoint": ["/pause"], "User": "65535:65535",
+                "Labels": {"org.opencontainers.image.version": version,
+                           "org.opencontainers.image.title": "berth-pause"}}
+    image("berth/pause", ["latest"], [pause], pause_cfg("berth"), True, "berth sandboxes (BERTH_PAUSE_IMAGE)")
+    multi_tag_distinct("pause", [("3.9", [pause], pause_cfg("3.9")), ("3.10", [pause], pause_cfg("3.10"))], True,
+                       "3.10: containerd sandbox_image; 3.9: critest 'removing image from one registry should "
+                       "remove all tags from other registries', 'Image Identifier Consistency ... different "
+                       "registries' (registry.k8s.io/pause:3.9 + k8s.gcr.io/pause:3.9)")
 
     # -- registry.k8s.io/e2e-test-images ------------------------------------------
     tools_have = set(dyn_have)

@@ -170,7 +170,7 @@ check_subnet() {
 our_shims() {
     local p
     for p in /proc/[0-9]*; do
-        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $SOCK " && echo "${p#/proc/}"
+        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "-address $SOCK " && echo "${p#/proc/}"
     done
     return 0
 }
@@ -228,7 +228,7 @@ down)
     for s in $(our_shims); do kill -KILL "$s" 2>/dev/null || true; done
     unmount_leftovers
     rm -f "$CTD_DIR"/state/io.containerd.grpc.v1.cri/netns/cni-* 2>/dev/null || true
-    rm -f "$SOCK"
+    rm -f "$SOCK" "$SOCK.ttrpc"
     if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" 2>/dev/null || true; fi
     ;;
 status)
