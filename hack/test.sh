@@ -76,6 +76,7 @@ tier unit "inline unit tests, no root needed" cargo test --release --workspace -
 tier integration "real namespaces, registries, CNI (root)" cargo test --release --workspace --test '*'
 
 if [ $QUICK = 0 ]; then
+    tier testbed "registries, images, peer tools, containerd, control plane" bash hack/check-testbed.sh
     if [ -x hack/runtime-tools.sh ] && [ -d "$BIN/runtime-tools" ]; then
         SUITE=1 tier runtime-tools-runc "OCI validation suite, runc (reference)" bash hack/runtime-tools.sh /usr/sbin/runc
         SUITE=1 tier runtime-tools-berth "OCI validation suite, berth-runc" bash hack/runtime-tools.sh "$BIN/berth-runc"
