@@ -18,6 +18,10 @@
 #                          what it left under _output/containerd, delete its bridge
 #   containerd.sh status   running or not, CRI runtime status, pods/containers/images
 #   containerd.sh env      BERTH_CONTAINERD_SOCK, BERTH_CONTAINERD_CONFIG, BERTH_CNI_CONF_DIR
+#   containerd.sh critest [ARGS...]
+#                          run _output/bin/critest against it (the reference result),
+#                          skipping the one spec that cannot pass offline ('digest');
+#                          log in _output/log/critest-containerd.log
 LOG_TAG=containerd
 . "$(dirname "$0")/../lib.sh"
 
@@ -194,6 +198,8 @@ up)
     [ -x "$CNI_BIN/bridge" ] || ensure_pkgs containernetworking-plugins
     command -v iptables >/dev/null || ensure_pkgs iptables
     check_subnet
+    curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ 2>/dev/null \
+        || log "warning: the local registry is not up; pulls (and the sandbox image) will fail until: hack/testbed.sh up"
     write_configs
     if ! bg_running $NAME; then
         [ -S "$SOCK" ] && rm -f "$SOCK"
@@ -250,5 +256,16 @@ env)
     echo "export BERTH_CNI_CONF_DIR=$CNI_DIR"
     echo "export BERTH_CNI_BIN_DIR=$CNI_BIN"
     ;;
-*) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+critest)
+    shift
+    command -v critest >/dev/null || die "no critest in $BIN (hack/testbed.sh tools up)"
+    bg_running $NAME || die "containerd is not running: $0 up"
+    log "critest against containerd; log: $LOGDIR/critest-containerd.log"
+    rc=0
+    critest --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" \
+        --ginkgo.skip='digest' --ginkgo.no-color --ginkgo.v "$@" >"$LOGDIR/critest-containerd.log" 2>&1 || rc=$?
+    grep -E '^\s+\[FAIL\]|^Ran |Passed \|' "$LOGDIR/critest-containerd.log" || true
+    exit $rc
+    ;;
+*) echo "usage: $0 up|down|status|env|critest" >&2; exit 2 ;;
 esac

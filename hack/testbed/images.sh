@@ -34,13 +34,16 @@ ACCEPT='application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manife
 deb_extract() {
     local pkg=$1 deb
     mkdir -p "$CACHE/debs"
-    deb=$(ls "$CACHE/debs/${pkg}_"*.deb 2>/dev/null | head -1 || true)
-    if [ -z "$deb" ]; then
+    local debs=("$CACHE/debs/${pkg}_"*.deb)
+    deb=${debs[0]}
+    if [ ! -f "$deb" ]; then
         log "downloading Debian's $pkg .deb (used inside images only)"
         (cd "$CACHE/debs" && apt-get download -q "$pkg" >/dev/null 2>&1) \
             || { apt-get update -q >/dev/null && (cd "$CACHE/debs" && apt-get download -q "$pkg" >/dev/null 2>&1); } \
             || die "apt-get download $pkg failed"
-        deb=$(ls "$CACHE/debs/${pkg}_"*.deb | head -1)
+        debs=("$CACHE/debs/${pkg}_"*.deb)
+        deb=${debs[0]}
+        [ -f "$deb" ] || die "apt-get download $pkg left no .deb in $CACHE/debs"
     fi
     if [ ! -d "$CACHE/root-$pkg" ] || [ "$deb" -nt "$CACHE/root-$pkg" ]; then
         rm -rf "$CACHE/root-$pkg"
@@ -75,7 +78,7 @@ build_nnp() {
 
 do_build() {
     command -v skopeo >/dev/null || ensure_pkgs skopeo
-    [ -x /bin/busybox ] && file -L /bin/busybox | grep -q static || ensure_pkgs busybox-static
+    if ! { [ -x /bin/busybox ] && file -L /bin/busybox | grep -q static; }; then ensure_pkgs busybox-static; fi
     command -v pgrep >/dev/null || ensure_pkgs procps
     command -v ipcs >/dev/null || ensure_pkgs util-linux
     mkdir -p "$CACHE"
