@@ -38,6 +38,9 @@ MIRROR=http://127.0.0.1:5000
 SANDBOX_IMAGE=registry.k8s.io/pause:3.10
 REG_DIR=$OUT/registry
 NAME=containerd
+# The OCI runtime containerd's runc shim calls: Debian's runc by default;
+# BERTH_CONTAINERD_OCI_RUNTIME=$BIN/berth-runc proves berth-runc a drop-in.
+OCI_RUNTIME=${BERTH_CONTAINERD_OCI_RUNTIME:-$(command -v runc || echo /usr/sbin/runc)}
 
 crictl_() { crictl --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 30s "$@"; }
 
@@ -111,7 +114,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         runtime_type = "io.containerd.runc.v2"
 
         [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-          BinaryName = "$(command -v runc)"
+          BinaryName = "$OCI_RUNTIME"
           Root = "$CTD_DIR/runc"
           SystemdCgroup = false
 
@@ -260,11 +263,15 @@ critest)
     shift
     command -v critest >/dev/null || die "no critest in $BIN (hack/testbed.sh tools up)"
     bg_running $NAME || die "containerd is not running: $0 up"
-    log "critest against containerd; log: $LOGDIR/critest-containerd.log"
+    rt=$(grep -m1 BinaryName "$CONF" | sed 's/.*"\(.*\)"/\1/')
+    logf=$LOGDIR/critest-containerd-$(basename "$rt").log
+    log "critest against containerd + $rt; log: $logf"
     rc=0
     critest --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" \
-        --ginkgo.skip='digest' --ginkgo.no-color --ginkgo.v "$@" >"$LOGDIR/critest-containerd.log" 2>&1 || rc=$?
-    grep -E '^\s+\[FAIL\]|^Ran |Passed \|' "$LOGDIR/critest-containerd.log" || true
+        --ginkgo.skip='digest' --ginkgo.no-color --ginkgo.v "$@" >"$logf" 2>&1 || rc=$?
+    grep -E '^\s+\[FAIL\]|^Ran |Passed \|' "$logf" || true
+    # One countable line: "critest: N passed, M failed, K skipped".
+    sed -n 's/.*-- \([0-9][0-9]*\) Passed | \([0-9][0-9]*\) Failed | [0-9]* Pending | \([0-9][0-9]*\) Skipped.*/critest: \1 passed, \2 failed, \3 skipped/p' "$logf" | tail -1
     exit $rc
     ;;
 *) echo "usage: $0 up|down|status|env|critest" >&2; exit 2 ;;
