@@ -36,7 +36,9 @@ fn emit(level: &str, msg: &str, also_stderr: bool) {
         return;
     };
     let time = crate::state::rfc3339_now();
-    let line = if l.json {
+    let line = if l.file.is_none() {
+        String::new()
+    } else if l.json {
         format!(
             "{}\n",
             serde_json::json!({"level": level, "msg": msg, "time": time})
@@ -51,9 +53,9 @@ fn emit(level: &str, msg: &str, also_stderr: bool) {
                 eprintln!("{msg}");
             }
         }
-        None => {
-            let _ = std::io::stderr().write_all(line.as_bytes());
-        }
+        // No log file: people read stderr, so plain text.
+        None if also_stderr => eprintln!("{msg}"),
+        None => eprintln!("{level}: {msg}"),
     }
 }
 

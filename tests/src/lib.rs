@@ -3,6 +3,8 @@
 //! runs can share one machine.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
+
 use std::path::PathBuf;
 
 /// The workspace root (the folder holding `hack/`).

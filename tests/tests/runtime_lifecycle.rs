@@ -1,0 +1,268 @@
+//! berth-runc lifecycle, asserted from inside the container (berth-check)
+//! and through `state`. Needs root (hack/test.sh runs it as root).
+
+use berth_tests::bundle::{Bundle, is_root};
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+fn host_ns(n: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{n}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn container_sees_its_own_namespaces_identity_and_limits() {
+    need_root!();
+    let mut b = Bundle::new("rt-ident");
+    std::fs::create_dir_all(b.rootfs().join("work/sub")).unwrap();
+    b.config["hostname"] = "berth-ident".into();
+    b.config["process"]["user"] =
+        serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [2000, 2001]});
+    b.config["process"]["cwd"] = "/work/sub".into();
+    b.config["process"]["env"] = serde_json::json!(["PATH=/bin", "FOO=bar"]);
+    b.config["process"]["rlimits"] =
+        serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 1234, "soft": 1000}]);
+    b.config["process"]["oomScoreAdj"] = 500.into();
+    b.config["process"]["capabilities"] = serde_json::json!({
+        "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+        "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "inheritable": ["CAP_KILL"],
+        "ambient": ["CAP_KILL"]
+    });
+    let v = b.check();
+    for n in ["mnt", "pid", "uts", "ipc", "net", "cgroup"] {
+        assert_ne!(
+            v["namespaces"][n],
+            host_ns(n),
+            "{n} namespace is the host's"
+        );
+    }
+    assert_eq!(v["namespaces"]["user"], host_ns("user"));
+    assert_eq!(v["pid"], 1);
+    assert_eq!(v["hostname"], "berth-ident");
+    assert_eq!(v["uid"], "1000\t1000\t1000\t1000");
+    assert_eq!(v["gid"], "1001\t1001\t1001\t1001");
+    assert_eq!(v["groups"], "2000 2001");
+    assert_eq!(v["cwd"], "/work/sub");
+    // CAP_CHOWN(0) only in bounding. A non-root uid keeps across exec only
+    // its ambient set: CAP_KILL(5); CAP_NET_BIND_SERVICE(10) is dropped.
+    assert_eq!(v["cap_bnd"], "0000000000000421");
+    assert_eq!(v["cap_eff"], "0000000000000020");
+    assert_eq!(v["cap_prm"], "0000000000000020");
+    assert_eq!(v["cap_inh"], "0000000000000020");
+    assert_eq!(v["cap_amb"], "0000000000000020");
+    assert_eq!(v["no_new_privs"], "1");
+    assert_eq!(v["oom_score_adj"], "500");
+    let limits = v["limits"].as_str().unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        nofile.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["1000", "1234"]
+    );
+    let env: Vec<&str> = v["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"FOO=bar"), "{env:?}");
+    // The rootfs is mounted read-only (the default spec), /proc/sys too.
+    let mi = v["mountinfo"].as_str().unwrap();
+    let root_line = mi
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap();
+    assert!(
+        root_line.split(' ').nth(5).unwrap().starts_with("ro"),
+        "{root_line}"
+    );
+    let sys_line = mi
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/proc/sys"))
+        .unwrap();
+    assert!(
+        sys_line.split(' ').nth(5).unwrap().starts_with("ro"),
+        "{sys_line}"
+    );
+    for masked in ["/proc/keys", "/proc/timer_list", "/sys/firmware"] {
+        assert!(
+            mi.lines().any(|l| l.split(' ').nth(4) == Some(masked)),
+            "{masked} not masked"
+        );
+    }
+}
+
+#[test]
+fn run_exits_with_the_container_status() {
+    need_root!();
+    let mut b = Bundle::new("rt-exit");
+    b.set_args(&["sh", "-c", "echo out; exit 3"]);
+    let (code, out, _) = b.run();
+    assert_eq!(code, 3);
+    assert_eq!(out, "out\n");
+    assert!(b.state().is_none(), "run without --keep left the container");
+    assert!(!b.cgroup_dir("memory").exists());
+}
+
+#[test]
+fn create_start_kill_delete_walks_the_states() {
+    need_root!();
+    let mut b = Bundle::new("rt-life");
+    b.set_args(&["sleep", "1000"]);
+    let pid_file = b.dir.join("init.pid");
+    let (ok, err) = b.runc_bg(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(ok, "{err}");
+    let st = b.state().unwrap();
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], b.id.as_str());
+    assert_eq!(st["bundle"], b.dir.to_str().unwrap());
+    let pid = st["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    // created: the init waits, the process has not been exec'd yet.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_ne!(comm.trim(), "sleep");
+    let l = b.runc(&["list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&l.stdout).unwrap();
+    assert_eq!(list[0]["status"], "created");
+
+    assert!(b.runc(&["start", &b.id]).status.success());
+    assert_eq!(b.status().as_deref(), Some("running"));
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+    let again = b.runc(&["start", &b.id]);
+    assert!(!again.status.success());
+
+    let del = b.runc(&["delete", &b.id]);
+    assert!(!del.status.success());
+    assert!(String::from_utf8_lossy(&del.stderr).contains("not stopped"));
+
+    assert!(b.runc(&["kill", &b.id, "KILL"]).status.success());
+    for _ in 0..200 {
+        if b.status().as_deref() == Some("stopped") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let st = b.state().unwrap();
+    assert_eq!(st["status"], "stopped");
+    assert_eq!(st["pid"], 0);
+    let k = b.runc(&["kill", &b.id, "TERM"]);
+    assert!(!k.status.success(), "kill of a stopped container succeeded");
+    assert!(b.runc(&["delete", &b.id]).status.success());
+    assert!(b.state().is_none());
+    assert!(!b.state_root.join(&b.id).exists());
+    assert!(!b.cgroup_dir("memory").exists());
+}
+
+#[test]
+fn delete_force_stops_a_running_container_and_pause_freezes_it() {
+    need_root!();
+    let mut b = Bundle::new("rt-force");
+    b.set_args(&["sleep", "1000"]);
+    let (ok, err) = b.runc_bg(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(b.status().as_deref(), Some("running"));
+    assert!(b.runc(&["pause", &b.id]).status.success());
+    assert_eq!(b.status().as_deref(), Some("paused"));
+    let frozen = std::fs::read_to_string(b.cgroup_dir("freezer").join("freezer.state")).unwrap();
+    assert_eq!(frozen.trim(), "FROZEN");
+    assert!(b.runc(&["resume", &b.id]).status.success());
+    assert_eq!(b.status().as_deref(), Some("running"));
+    let ps = b.runc(&["ps", "--format", "json", &b.id]);
+    let pids: Vec<i64> = serde_json::from_slice(&ps.stdout).unwrap();
+    assert_eq!(pids, [b.state().unwrap()["pid"].as_i64().unwrap()]);
+    let o = b.runc(&["delete", "--force", &b.id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(b.state().is_none());
+    assert!(!b.cgroup_dir("memory").exists());
+    assert!(!b.cgroup_dir("freezer").exists());
+}
+
+#[test]
+fn seccomp_profile_denies_listed_syscalls() {
+    need_root!();
+    let mut b = Bundle::new("rt-seccomp");
+    b.config["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.config["root"]["readonly"] = false.into();
+    b.set_args(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/x; echo rc=$?; grep Seccomp: /proc/self/status",
+    ]);
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    // The compiled program is cached under the state root.
+    let cache = b.state_root.join(".cache/seccomp");
+    assert_eq!(std::fs::read_dir(cache).unwrap().count(), 1);
+}
+
+#[test]
+fn hooks_get_state_on_stdin() {
+    need_root!();
+    let mut b = Bundle::new("rt-hooks");
+    let out = b.dir.join("hook.out");
+    let hook = |name: &str| serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} $(cat) >> {}", out.display())]});
+    b.config["hooks"] = serde_json::json!({
+        "prestart": [hook("prestart")], "createRuntime": [hook("createRuntime")],
+        "poststart": [hook("poststart")], "poststop": [hook("poststop")]
+    });
+    b.set_args(&["true"]);
+    let (code, _, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let kinds: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["prestart", "createRuntime", "poststart", "poststop"]
+    );
+    assert!(text.contains(&format!("\"id\":\"{}\"", b.id)), "{text}");
+}
+
+#[test]
+fn user_namespace_maps_root() {
+    need_root!();
+    let mut b = Bundle::new("rt-userns");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] =
+        serde_json::json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+    b.config["linux"]["gidMappings"] =
+        serde_json::json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+    let v = b.check();
+    assert_ne!(v["namespaces"]["user"], host_ns("user"));
+    assert_eq!(v["uid"], "0\t0\t0\t0");
+}
