@@ -4,9 +4,11 @@
 //! it uses `berth-images` and `berth-runtime` through plain Rust types.
 #![forbid(unsafe_code)]
 
+pub mod cni;
 pub mod config;
 pub mod error;
 pub mod logfmt;
+pub mod netns;
 pub mod server;
 pub mod service;
 

@@ -1,0 +1,180 @@
+//! Pod network namespaces: made persistent by a bind mount of the namespace
+//! file onto a file under the state folder (as `ip netns add` does), so a
+//! namespace lives as long as its pod, whether or not a process is in it.
+//!
+//! The folder is a shared mount of its own, so that removing a namespace's
+//! bind mount also removes the copies container mount namespaces took.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("netns {path}: {op}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("netns {path}: {op}")]
+    Sys {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// A persistent network namespace, named by its bind-mount path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetNs {
+    path: PathBuf,
+}
+
+impl NetNs {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Refer to an existing namespace file (after a restart).
+    pub fn at(path: PathBuf) -> Self {
+        NetNs { path }
+    }
+
+    /// Create a new network namespace bound at `dir/name`.
+    pub fn create(dir: &Path, name: &str) -> Result<Self, NetnsError> {
+        make_shared_dir(dir)?;
+        let path = dir.join(name);
+        let io = |op, source| NetnsError::Io {
+            path: path.clone(),
+            op,
+            source,
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| io("create mount point", e))?;
+        // unshare(CLONE_NEWNET) changes only the calling thread: do it on a
+        // thread of its own that ends right after, leaving ours untouched.
+        let target = path.clone();
+        let made = std::thread::spawn(move || -> Result<(), NetnsError> {
+            let sys = |op, source| NetnsError::Sys {
+                path: target.clone(),
+                op,
+                source,
+            };
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| sys("unshare", e))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| sys("bind mount", e))
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(NetnsError::Io {
+                path: path.clone(),
+                op: "namespace thread",
+                source: std::io::Error::other("panicked"),
+            })
+        });
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(NetNs { path })
+    }
+
+    /// Unmount and delete. Idempotent: a namespace already gone is fine.
+    pub fn remove(&self) -> Result<(), NetnsError> {
+        match umount2(&self.path, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => {
+                return Err(NetnsError::Sys {
+                    path: self.path.clone(),
+                    op: "unmount",
+                    source: e,
+                });
+            }
+        }
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(NetnsError::Io {
+                path: self.path.clone(),
+                op: "remove",
+                source: e,
+            }),
+        }
+    }
+}
+
+/// Make `dir` a shared mount point (binding it onto itself first if needed).
+fn make_shared_dir(dir: &Path) -> Result<(), NetnsError> {
+    let sys = |op, source| NetnsError::Sys {
+        path: dir.to_owned(),
+        op,
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| NetnsError::Io {
+        path: dir.to_owned(),
+        op: "create folder",
+        source: e,
+    })?;
+    let shared = |d: &Path| {
+        mount(
+            None::<&str>,
+            d,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    if is_mount_point(dir) {
+        return shared(dir).map_err(|e| sys("make shared", e));
+    }
+    mount(
+        Some(dir),
+        dir,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| sys("bind onto itself", e))?;
+    shared(dir).map_err(|e| sys("make shared", e))
+}
+
+fn is_mount_point(dir: &Path) -> bool {
+    let Ok(canon) = dir.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = canon.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|mp| unescape(mp) == want))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unescapes_mountinfo_paths() {
+        assert_eq!(super::unescape("/a\\040b\\134c"), "/a b\\c");
+    }
+}
