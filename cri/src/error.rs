@@ -26,6 +26,41 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{what} is not implemented yet")]
     Unimplemented { what: &'static str },
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{kind} name {name:?} is reserved for {holder}")]
+    NameReserved {
+        kind: &'static str,
+        name: String,
+        holder: String,
+    },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("sandbox {id}: network")]
+    Network {
+        id: String,
+        #[source]
+        source: Box<crate::cni::CniError>,
+    },
+    #[error("sandbox {id}: namespace")]
+    Namespace {
+        id: String,
+        #[source]
+        source: crate::pinns::NetnsError,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving CRI: {0}")]
+    Serve(String),
+    #[error("{0}: aborted while in flight")]
+    Aborted(String),
 }
 
 impl From<Error> for tonic::Status {
@@ -43,8 +78,19 @@ impl From<Error> for tonic::Status {
                 tonic::Status::invalid_argument(msg)
             }
             Error::Unimplemented { .. } => tonic::Status::unimplemented(msg),
-            Error::SocketInUse { .. } => tonic::Status::already_exists(msg),
-            Error::ConfigRead { .. } | Error::Socket { .. } => tonic::Status::internal(msg),
+            Error::SocketInUse { .. } | Error::NameReserved { .. } => {
+                tonic::Status::already_exists(msg)
+            }
+            Error::NotFound { .. } => tonic::Status::not_found(msg),
+            Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
+            Error::Aborted(_) => tonic::Status::aborted(msg),
+            Error::ConfigRead { .. }
+            | Error::Socket { .. }
+            | Error::Network { .. }
+            | Error::Namespace { .. }
+            | Error::Store(_)
+            | Error::Io { .. }
+            | Error::Serve(_) => tonic::Status::internal(msg),
         }
     }
 }

@@ -8,9 +8,11 @@ pub mod cni;
 pub mod config;
 pub mod error;
 pub mod logfmt;
-pub mod netns;
+pub mod pinns;
+pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod store;
 
 pub use config::Config;
 pub use error::{Error, Result};

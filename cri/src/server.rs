@@ -49,9 +49,16 @@ pub async fn serve(
     config: Arc<Config>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<()> {
     let socket = config.socket.clone();
-    let runtime = RuntimeService::new(config);
+    let sandboxes = match crate::sandbox::SandboxManager::open(&config).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
+        }
+    };
+    let runtime = RuntimeService::new(config, sandboxes);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime))
@@ -74,5 +81,5 @@ pub async fn serve(
         }
     };
     let _ = std::fs::remove_file(&socket);
-    result
+    result.map_err(|e| Error::Serve(e.to_string()))
 }

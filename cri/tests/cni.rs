@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_cri::cni::{Attachment, Cni, CniError, PortMapping};
-use berth_cri::netns::NetNs;
+use berth_cri::pinns::NetNs;
 
 const CNI_BIN: &str = "/usr/lib/cni";
 

@@ -1,6 +1,7 @@
 //! The CRI gRPC services. The only place (with `server.rs`) that knows the
 //! protobuf types; everything below takes plain Rust types.
 
+pub mod convert;
 pub mod image;
 pub mod runtime;
 

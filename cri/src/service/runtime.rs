@@ -7,8 +7,9 @@ use k8s_cri::v1 as cri;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::unimplemented_rpcs;
+use super::{convert, unimplemented_rpcs};
 use crate::config::{CgroupDriver, Config};
+use crate::sandbox::SandboxManager;
 
 /// The CRI API version berthd speaks.
 pub const CRI_API_VERSION: &str = "v1";
@@ -16,14 +17,16 @@ pub const RUNTIME_NAME: &str = "berth";
 
 pub struct RuntimeService {
     config: Arc<Config>,
+    sandboxes: Arc<SandboxManager>,
     /// Pod CIDR from `UpdateRuntimeConfig`, handed to CNI's host-local IPAM.
     pod_cidr: Mutex<Option<String>>,
 }
 
 impl RuntimeService {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, sandboxes: Arc<SandboxManager>) -> Self {
         Self {
             config,
+            sandboxes,
             pod_cidr: Mutex::new(None),
         }
     }
@@ -158,6 +161,67 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 
+    async fn run_pod_sandbox(
+        &self,
+        request: Request<cri::RunPodSandboxRequest>,
+    ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+        let spec = convert::sandbox_spec(request.into_inner(), &self.config)?;
+        let pod_sandbox_id = self.sandboxes.run(spec).await?;
+        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<cri::StopPodSandboxRequest>,
+    ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+        self.sandboxes
+            .stop(&request.into_inner().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<cri::RemovePodSandboxRequest>,
+    ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+        self.sandboxes
+            .remove(&request.into_inner().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<cri::PodSandboxStatusRequest>,
+    ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+        let req = request.into_inner();
+        let sb = self.sandboxes.status(&req.pod_sandbox_id)?;
+        Ok(Response::new(cri::PodSandboxStatusResponse {
+            status: Some(convert::sandbox_status(&sb)),
+            info: if req.verbose {
+                convert::sandbox_info(&sb)
+            } else {
+                Default::default()
+            },
+            containers_statuses: Vec::new(),
+            timestamp: 0,
+        }))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: Request<cri::ListPodSandboxRequest>,
+    ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+        let filter = convert::sandbox_filter(request.into_inner().filter);
+        let items = self
+            .sandboxes
+            .list(&filter)
+            .iter()
+            .map(convert::sandbox_item)
+            .collect();
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
+    }
+
     type GetContainerEventsStream = EventStream;
 
     async fn get_container_events(
@@ -171,11 +235,6 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
     }
 
     unimplemented_rpcs! {
-        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse;
-        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse;
-        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse;
-        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse;
-        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse;
         create_container(CreateContainerRequest) -> CreateContainerResponse;
         start_container(StartContainerRequest) -> StartContainerResponse;
         stop_container(StopContainerRequest) -> StopContainerResponse;

@@ -1,6 +1,8 @@
-//! Pod network namespaces: made persistent by a bind mount of the namespace
-//! file onto a file under the state folder (as `ip netns add` does), so a
-//! namespace lives as long as its pod, whether or not a process is in it.
+//! Pinned pod namespaces (network, IPC, UTS): made persistent by a bind mount
+//! of the namespace file onto a file under the state folder (as `ip netns
+//! add` does), so a namespace lives as long as its pod, whether or not a
+//! process is in it. This is what lets berthd run pods without a pause
+//! process unless they share a PID namespace.
 //!
 //! The folder is a shared mount of its own, so that removing a namespace's
 //! bind mount also removes the copies container mount namespaces took.
@@ -9,6 +11,32 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
+
+/// Which namespace a pin holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NsKind {
+    Net,
+    Ipc,
+    Uts,
+}
+
+impl NsKind {
+    fn flag(self) -> CloneFlags {
+        match self {
+            NsKind::Net => CloneFlags::CLONE_NEWNET,
+            NsKind::Ipc => CloneFlags::CLONE_NEWIPC,
+            NsKind::Uts => CloneFlags::CLONE_NEWUTS,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NsKind::Net => "net",
+            NsKind::Ipc => "ipc",
+            NsKind::Uts => "uts",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
@@ -28,24 +56,38 @@ pub enum NetnsError {
     },
 }
 
-/// A persistent network namespace, named by its bind-mount path.
+/// A persistent namespace, named by its bind-mount path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetNs {
+pub struct PinnedNs {
     path: PathBuf,
 }
 
-impl NetNs {
+/// The network namespace of a pod (the common case).
+pub type NetNs = PinnedNs;
+
+impl PinnedNs {
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Refer to an existing namespace file (after a restart).
     pub fn at(path: PathBuf) -> Self {
-        NetNs { path }
+        PinnedNs { path }
     }
 
     /// Create a new network namespace bound at `dir/name`.
     pub fn create(dir: &Path, name: &str) -> Result<Self, NetnsError> {
+        Self::pin(dir, name, NsKind::Net, None)
+    }
+
+    /// Create a new namespace of `kind` bound at `dir/name`; a UTS namespace
+    /// gets `hostname` set inside it. `dir` is made a shared mount point.
+    pub fn pin(
+        dir: &Path,
+        name: &str,
+        kind: NsKind,
+        hostname: Option<&str>,
+    ) -> Result<Self, NetnsError> {
         make_shared_dir(dir)?;
         let path = dir.join(name);
         let io = |op, source| NetnsError::Io {
@@ -58,18 +100,23 @@ impl NetNs {
             .create_new(true)
             .open(&path)
             .map_err(|e| io("create mount point", e))?;
-        // unshare(CLONE_NEWNET) changes only the calling thread: do it on a
-        // thread of its own that ends right after, leaving ours untouched.
+        // unshare of these namespaces changes only the calling thread: do it
+        // on a thread of its own that ends right after, leaving ours untouched.
         let target = path.clone();
+        let hostname = hostname.map(str::to_owned);
         let made = std::thread::spawn(move || -> Result<(), NetnsError> {
             let sys = |op, source| NetnsError::Sys {
                 path: target.clone(),
                 op,
                 source,
             };
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| sys("unshare", e))?;
+            unshare(kind.flag()).map_err(|e| sys("unshare", e))?;
+            if let (NsKind::Uts, Some(h)) = (kind, &hostname) {
+                nix::unistd::sethostname(h).map_err(|e| sys("sethostname", e))?;
+            }
+            let source = format!("/proc/thread-self/ns/{}", kind.as_str());
             mount(
-                Some("/proc/thread-self/ns/net"),
+                Some(source.as_str()),
                 &target,
                 None::<&str>,
                 MsFlags::MS_BIND,
@@ -89,7 +136,7 @@ impl NetNs {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        Ok(NetNs { path })
+        Ok(PinnedNs { path })
     }
 
     /// Unmount and delete. Idempotent: a namespace already gone is fine.

@@ -1,0 +1,465 @@
+//! Pod sandboxes: network (netns + CNI), IPC and UTS namespaces pinned as
+//! files, the pod's /etc files, and a durable record. No pause process: the
+//! pinned namespaces outlive any container (a pause is needed only for a
+//! shared PID namespace).
+//!
+//! Name reservation: one sandbox per pod identity. A retry of a request that
+//! is still running waits for it and gets its result; a retry after it
+//! finished gets the same sandbox back; the work itself runs on its own task,
+//! so a caller that gives up does not leave it half done.
+
+pub mod files;
+pub mod model;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::cni::{Attachment, Cni};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pinns::{NsKind, PinnedNs};
+use crate::store::JsonStore;
+use model::{NsMode, Sandbox, SandboxSpec, SandboxState};
+
+type Outcome = Option<std::result::Result<String, String>>;
+
+enum Reservation {
+    InFlight(watch::Receiver<Outcome>),
+    Held(String),
+}
+
+#[derive(Default)]
+struct Inner {
+    sandboxes: BTreeMap<String, Sandbox>,
+    names: HashMap<String, Reservation>,
+}
+
+pub struct SandboxManager {
+    cni: Cni,
+    ns_dir: PathBuf,
+    sandboxes_dir: PathBuf,
+    store: JsonStore<Sandbox>,
+    inner: Mutex<Inner>,
+    /// Serializes stop/remove so two of them never tear down one sandbox at
+    /// once.
+    teardown: tokio::sync::Mutex<()>,
+}
+
+/// Filters of `ListPodSandbox`.
+#[derive(Debug, Default, Clone)]
+pub struct SandboxFilter {
+    pub id: Option<String>,
+    pub state: Option<SandboxState>,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+/// A new 64-hex-digit id, as containerd and CRI-O make them.
+pub fn new_id() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("/dev/urandom is readable");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl SandboxManager {
+    /// Open the store, load every record, and mark sandboxes whose pinned
+    /// network namespace is gone (a reboot) NotReady, releasing their IPs.
+    pub async fn open(config: &Config) -> Result<Arc<Self>> {
+        let cni = Cni {
+            conf_dir: config.cni_conf_dir.clone(),
+            bin_dirs: config.cni_bin_dirs.clone(),
+            cache_dir: config.root_dir.join("cni-cache"),
+            timeout: Duration::from_secs(60),
+        };
+        let store = JsonStore::open(config.root_dir.join("sandboxes"))?;
+        let (records, bad) = store.load_all();
+        for e in bad {
+            tracing::warn!(error = %e, "skipping unreadable sandbox record");
+        }
+        let mgr = Arc::new(SandboxManager {
+            cni,
+            ns_dir: config.state_dir.join("ns"),
+            sandboxes_dir: config.state_dir.join("sandboxes"),
+            store,
+            inner: Mutex::new(Inner::default()),
+            teardown: tokio::sync::Mutex::new(()),
+        });
+        for (_, mut sb) in records {
+            let netns_gone = sb.netns.as_ref().is_some_and(|p| !p.exists());
+            if netns_gone && sb.state == SandboxState::Ready {
+                tracing::info!(sandbox_id = %sb.id, "network namespace gone (reboot?): marking NotReady");
+                if sb.network_attached
+                    && let Err(e) = mgr.cni.del(&mgr.attachment(&sb)).await
+                {
+                    tracing::warn!(sandbox_id = %sb.id, error = %e, "CNI DEL after reboot");
+                }
+                sb.state = SandboxState::NotReady;
+                sb.network_attached = false;
+                sb.netns = None;
+                mgr.store.put(&sb.id, &sb)?;
+            }
+            let mut inner = mgr.inner.lock().expect("sandbox lock");
+            inner
+                .names
+                .insert(sb.spec.meta.key(), Reservation::Held(sb.id.clone()));
+            inner.sandboxes.insert(sb.id.clone(), sb);
+        }
+        Ok(mgr)
+    }
+
+    fn attachment(&self, sb: &Sandbox) -> Attachment {
+        Attachment {
+            container_id: sb.id.clone(),
+            netns: sb
+                .netns
+                .clone()
+                .unwrap_or_else(|| self.ns_dir.join(format!("{}-net", sb.id))),
+            ifname: "eth0".into(),
+            pod_namespace: sb.spec.meta.namespace.clone(),
+            pod_name: sb.spec.meta.name.clone(),
+            pod_uid: sb.spec.meta.uid.clone(),
+            port_mappings: sb.spec.port_mappings.clone(),
+        }
+    }
+
+    /// `RunPodSandbox`: the sandbox's id.
+    pub async fn run(self: &Arc<Self>, spec: SandboxSpec) -> Result<String> {
+        let key = spec.meta.key();
+        let tx = loop {
+            let mut rx = {
+                let mut inner = self.inner.lock().expect("sandbox lock");
+                match inner.names.get(&key) {
+                    Some(Reservation::Held(id)) => {
+                        let same = inner.sandboxes.get(id).is_some_and(|sb| sb.spec == spec);
+                        if same {
+                            return Ok(id.clone());
+                        }
+                        return Err(Error::NameReserved {
+                            kind: "sandbox",
+                            name: key,
+                            holder: id.clone(),
+                        });
+                    }
+                    Some(Reservation::InFlight(rx)) => rx.clone(),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        inner.names.insert(key.clone(), Reservation::InFlight(rx));
+                        break tx;
+                    }
+                }
+            };
+            // Another request for this pod is running: share its outcome.
+            let outcome = rx.wait_for(Option::is_some).await.map(|o| o.clone());
+            match outcome {
+                Ok(Some(Ok(id))) => {
+                    let same = self
+                        .inner
+                        .lock()
+                        .expect("sandbox lock")
+                        .sandboxes
+                        .get(&id)
+                        .is_some_and(|sb| sb.spec == spec);
+                    if same {
+                        return Ok(id);
+                    }
+                    continue;
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(Error::FailedPrecondition(format!("sandbox {key}: {e}")));
+                }
+                _ => return Err(Error::Aborted(format!("sandbox {key}"))),
+            }
+        };
+        // The work runs on its own task: a caller that times out and goes
+        // away does not cancel it half way; its retry gets the result.
+        let mgr = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let result = mgr.create(spec).await;
+            let mut inner = mgr.inner.lock().expect("sandbox lock");
+            match &result {
+                Ok(sb) => {
+                    inner
+                        .names
+                        .insert(sb.spec.meta.key(), Reservation::Held(sb.id.clone()));
+                    inner.sandboxes.insert(sb.id.clone(), sb.clone());
+                }
+                Err(_) => {
+                    inner.names.remove(&key);
+                }
+            }
+            drop(inner);
+            let _ = tx.send(Some(
+                result
+                    .as_ref()
+                    .map(|sb| sb.id.clone())
+                    .map_err(|e| error_chain(e)),
+            ));
+            result.map(|sb| sb.id)
+        });
+        task.await
+            .map_err(|e| Error::Aborted(format!("sandbox task: {e}")))?
+    }
+
+    async fn create(&self, spec: SandboxSpec) -> Result<Sandbox> {
+        if spec.pid == NsMode::Pod {
+            return Err(Error::FailedPrecondition(format!(
+                "sandbox {}: a pod-wide PID namespace needs the pause process, which berthd does not start yet",
+                spec.meta.key()
+            )));
+        }
+        if spec.network == NsMode::Target || spec.ipc == NsMode::Target {
+            return Err(Error::InvalidArgument(format!(
+                "sandbox {}: namespace mode TARGET is only valid for containers",
+                spec.meta.key()
+            )));
+        }
+        let id = new_id();
+        let mut sb = Sandbox {
+            id: id.clone(),
+            files_dir: self.sandboxes_dir.join(&id),
+            spec,
+            created_at: now_ns(),
+            state: SandboxState::Ready,
+            netns: None,
+            ipcns: None,
+            utsns: None,
+            ips: Vec::new(),
+            network_attached: false,
+        };
+        match self.setup(&mut sb).await {
+            Ok(()) => {
+                tracing::info!(sandbox_id = %id, pod = %sb.spec.meta.key(), ip = ?sb.ips.first(), "sandbox ready");
+                Ok(sb)
+            }
+            Err(e) => {
+                self.release(&mut sb).await;
+                let _ = self.store.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn setup(&self, sb: &mut Sandbox) -> Result<()> {
+        let id = sb.id.clone();
+        let pin_err = |source| Error::Namespace {
+            id: id.clone(),
+            source,
+        };
+        if sb.spec.network != NsMode::Node {
+            let hostname = files::hostname(&sb.spec);
+            sb.utsns = Some(
+                PinnedNs::pin(
+                    &self.ns_dir,
+                    &format!("{id}-uts"),
+                    NsKind::Uts,
+                    Some(&hostname),
+                )
+                .map_err(pin_err)?
+                .path()
+                .to_owned(),
+            );
+            sb.netns = Some(
+                PinnedNs::pin(&self.ns_dir, &format!("{id}-net"), NsKind::Net, None)
+                    .map_err(pin_err)?
+                    .path()
+                    .to_owned(),
+            );
+            // Record before attaching, so a crash mid-ADD is cleaned up later.
+            self.store.put(&id, sb)?;
+            let result =
+                self.cni
+                    .add(&self.attachment(sb))
+                    .await
+                    .map_err(|source| Error::Network {
+                        id: id.clone(),
+                        source: Box::new(source),
+                    })?;
+            sb.network_attached = true;
+            sb.ips = result.ips.iter().map(|ip| ip.address.to_string()).collect();
+        }
+        if sb.spec.ipc == NsMode::Pod {
+            sb.ipcns = Some(
+                PinnedNs::pin(&self.ns_dir, &format!("{id}-ipc"), NsKind::Ipc, None)
+                    .map_err(pin_err)?
+                    .path()
+                    .to_owned(),
+            );
+        }
+        files::write_all(&sb.files_dir, &sb.spec, sb.ips.first().map(String::as_str)).map_err(
+            |source| Error::Io {
+                what: "sandbox files",
+                path: sb.files_dir.clone(),
+                source,
+            },
+        )?;
+        self.store.put(&id, sb)?;
+        Ok(())
+    }
+
+    /// Release the network (CNI DEL) and its namespace. Best effort for
+    /// cleanup after a failure; errors are logged.
+    async fn release(&self, sb: &mut Sandbox) {
+        if let Err(e) = self.release_network(sb).await {
+            tracing::warn!(sandbox_id = %sb.id, error = %error_chain(&e), "releasing network");
+        }
+        for p in [sb.ipcns.take(), sb.utsns.take()].into_iter().flatten() {
+            let _ = PinnedNs::at(p).remove();
+        }
+        let _ = std::fs::remove_dir_all(&sb.files_dir);
+    }
+
+    async fn release_network(&self, sb: &mut Sandbox) -> Result<()> {
+        if sb.network_attached || sb.netns.is_some() {
+            self.cni
+                .del(&self.attachment(sb))
+                .await
+                .map_err(|source| Error::Network {
+                    id: sb.id.clone(),
+                    source: Box::new(source),
+                })?;
+            sb.network_attached = false;
+        }
+        if let Some(p) = sb.netns.take() {
+            PinnedNs::at(p)
+                .remove()
+                .map_err(|source| Error::Namespace {
+                    id: sb.id.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Resolve a full id or a unique prefix.
+    pub fn resolve(&self, id: &str) -> Result<String> {
+        let inner = self.inner.lock().expect("sandbox lock");
+        if inner.sandboxes.contains_key(id) {
+            return Ok(id.to_owned());
+        }
+        let mut matches = inner
+            .sandboxes
+            .keys()
+            .filter(|k| !id.is_empty() && k.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(one.clone()),
+            (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
+                "sandbox id prefix {id:?} is ambiguous"
+            ))),
+            _ => Err(Error::NotFound {
+                kind: "sandbox",
+                id: id.to_owned(),
+            }),
+        }
+    }
+
+    /// `StopPodSandbox`: release the network; idempotent, and a sandbox that
+    /// does not exist is already stopped.
+    pub async fn stop(&self, id: &str) -> Result<()> {
+        let _guard = self.teardown.lock().await;
+        let id = match self.resolve(id) {
+            Ok(id) => id,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(mut sb) = self.get(&id) else {
+            return Ok(());
+        };
+        if !sb.can_stop() {
+            return Ok(());
+        }
+        self.release_network(&mut sb).await?;
+        sb.state = SandboxState::NotReady;
+        self.store.put(&id, &sb)?;
+        self.inner
+            .lock()
+            .expect("sandbox lock")
+            .sandboxes
+            .insert(id.clone(), sb);
+        tracing::info!(sandbox_id = %id, "sandbox stopped");
+        Ok(())
+    }
+
+    /// `RemovePodSandbox`: stop, then remove everything; idempotent.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        self.stop(id).await?;
+        let _guard = self.teardown.lock().await;
+        let id = match self.resolve(id) {
+            Ok(id) => id,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(mut sb) = self.get(&id) else {
+            return Ok(());
+        };
+        self.release(&mut sb).await;
+        self.store.remove(&id)?;
+        let mut inner = self.inner.lock().expect("sandbox lock");
+        inner.sandboxes.remove(&id);
+        if matches!(inner.names.get(&sb.spec.meta.key()), Some(Reservation::Held(h)) if *h == id) {
+            inner.names.remove(&sb.spec.meta.key());
+        }
+        tracing::info!(sandbox_id = %id, "sandbox removed");
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<Sandbox> {
+        self.inner
+            .lock()
+            .expect("sandbox lock")
+            .sandboxes
+            .get(id)
+            .cloned()
+    }
+
+    pub fn status(&self, id: &str) -> Result<Sandbox> {
+        let id = self.resolve(id)?;
+        self.get(&id).ok_or(Error::NotFound {
+            kind: "sandbox",
+            id,
+        })
+    }
+
+    pub fn list(&self, f: &SandboxFilter) -> Vec<Sandbox> {
+        let inner = self.inner.lock().expect("sandbox lock");
+        inner
+            .sandboxes
+            .values()
+            .filter(|sb| {
+                f.id.as_ref()
+                    .is_none_or(|id| sb.id.starts_with(id.as_str()))
+            })
+            .filter(|sb| f.state.is_none_or(|s| sb.state == s))
+            .filter(|sb| {
+                f.labels
+                    .iter()
+                    .all(|(k, v)| sb.spec.labels.get(k) == Some(v))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// An error with its sources, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}

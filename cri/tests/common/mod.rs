@@ -1,0 +1,189 @@
+//! A berthd under test: its own socket, folders, CNI config and bridge, all
+//! removed on drop (also when the test fails).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+pub struct Berthd {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub bridge: String,
+    pub subnet_prefix: String,
+}
+
+/// A small number unique to this process and salt.
+pub fn slot(salt: u32) -> u32 {
+    (std::process::id().wrapping_mul(37).wrapping_add(salt * 7)) % 200 + 20
+}
+
+impl Berthd {
+    /// A berthd with a bridge network of its own (`salt` keeps the bridge
+    /// and subnet apart from other tests running at the same time).
+    pub fn start(salt: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let n = slot(salt);
+        let bridge = format!("bd{}x{n}", std::process::id() % 100_000);
+        let subnet_prefix = format!("10.202.{n}.");
+        let cni_dir = dir.path().join("net.d");
+        std::fs::create_dir(&cni_dir).unwrap();
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0", "name": format!("berthd-test-{n}"),
+            "plugins": [
+                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("{subnet_prefix}0/24")}]],
+                          "dataDir": dir.path().join("ipam")}},
+                {"type": "portmap", "capabilities": {"portMappings": true}},
+                {"type": "loopback"}
+            ]
+        });
+        std::fs::write(cni_dir.join("10-test.conflist"), conf.to_string()).unwrap();
+        let socket = dir.path().join("berthd.sock");
+        let config = dir.path().join("berthd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncni_conf_dir = {:?}\ncni_bin_dirs = [\"/usr/lib/cni\"]\n",
+                socket,
+                dir.path().join("root"),
+                dir.path().join("state"),
+                cni_dir
+            ),
+        )
+        .unwrap();
+        let mut b = Berthd {
+            child: None,
+            dir,
+            socket,
+            config,
+            bridge,
+            subnet_prefix,
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("berthd.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
+            .arg("--config")
+            .arg(&self.config)
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+        let sock = self.socket.clone();
+        wait_until(
+            || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+            "berthd socket",
+        );
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(connect(&self.socket).await)
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        // Remove every sandbox through berthd itself (CNI DEL, namespaces).
+        if self.child.is_some() {
+            let sock = self.socket.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut c = RuntimeServiceClient::new(connect(&sock).await);
+                    if let Ok(list) = c
+                        .list_pod_sandbox(k8s_cri::v1::ListPodSandboxRequest::default())
+                        .await
+                    {
+                        for sb in list.into_inner().items {
+                            let _ = c
+                                .remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest {
+                                    pod_sandbox_id: sb.id,
+                                })
+                                .await;
+                        }
+                    }
+                })
+            })
+            .join();
+        }
+        self.kill9();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let ns = self.state_dir().join("ns");
+        if let Ok(rd) = std::fs::read_dir(&ns) {
+            for e in rd.flatten() {
+                let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+pub fn wait_until(f: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub async fn connect(socket: &Path) -> Channel {
+    let socket = socket.to_owned();
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await
+        .expect("connect to berthd")
+}
+
+/// Run a command in the namespaces of the given pinned files.
+pub fn nsenter(args_ns: &[String], cmd: &[&str]) -> String {
+    let out = Command::new("nsenter")
+        .args(args_ns)
+        .args(cmd)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
