@@ -310,3 +310,26 @@ async fn invalid_and_unsupported_requests_leave_nothing() {
         "namespaces left behind"
     );
 }
+
+#[tokio::test]
+async fn concurrent_retries_share_one_sandbox() {
+    let b = Berthd::start(5);
+    let mut a = b.runtime().await;
+    let mut c = b.runtime().await;
+    let (x, y) = tokio::join!(
+        a.run_pod_sandbox(run_req(pod("twin", "uid-6"))),
+        c.run_pod_sandbox(run_req(pod("twin", "uid-6")))
+    );
+    let (x, y) = (
+        x.unwrap().into_inner().pod_sandbox_id,
+        y.unwrap().into_inner().pod_sandbox_id,
+    );
+    assert_eq!(x, y, "two requests for one pod made two sandboxes");
+    let items = a
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(items.len(), 1);
+}
