@@ -64,6 +64,7 @@ work=$(mktemp -d /tmp/berth-rt.XXXXXX)
 state=$work/state
 cleanup() {
     local d
+    set +e  # best effort, every step: a failed step must not skip the rest
     if [ -d "$state" ]; then
         for d in "$state"/*/; do
             [ -d "$d" ] || continue
@@ -74,7 +75,7 @@ cleanup() {
     # Bundles are plain folders; a test that failed half-way may leave a
     # mount behind in one (e.g. a bind-mounted namespace file): unmount first.
     grep -F " $work/" /proc/self/mountinfo | awk '{print $5}' | sort -r \
-        | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+        | while read -r m; do umount -l "$m" 2>/dev/null; done
     rm -rf "$work"
 }
 trap cleanup EXIT
