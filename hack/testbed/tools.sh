@@ -58,7 +58,8 @@ all_present() {
     for p in $(rt_programs); do [ -x "$RT_DIR/validation/$p.t" ] || return 1; done
 }
 
-# gobuild MODULE_DIR ARGS...: `go` in that module, pinned, offline-safe flags.
+# gomod MODULE_DIR ARGS...: `go ARGS` in hack/tools/MODULE_DIR, niced, with
+# cgo off, -trimpath, the local toolchain only and go.mod/go.sum read-only.
 gomod() {
     local dir=$1; shift
     (cd "$TOOLS/$dir" && nice -n 10 env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false -mod=readonly" go "$@")
@@ -94,17 +95,20 @@ build_cri_tools() {
 build_runtime_tools() {
     local tmp p pkgs=()
     log "building runtime-tools validation suite $RUNTIME_TOOLS_VERSION"
-    tmp=$(mktemp -d "$OUT/runtime-tools-build.XXXXXX")
-    # shellcheck disable=SC2064
-    trap "rm -rf '$tmp'" RETURN
     for p in $(rt_programs); do pkgs+=("github.com/opencontainers/runtime-tools/validation/$p"); done
     [ ${#pkgs[@]} -gt 0 ] || die "no validation programs listed in hack/tools/runtime-tools/go.mod"
+    tmp=$(mktemp -d "$OUT/runtime-tools-build.XXXXXX")
     mkdir -p "$tmp/validation"
     # runtimetest runs inside the container's rootfs: static, like upstream's
     # STATIC_BUILD_FLAGS (cgo is off anyway; netgo/osusergo as upstream).
-    gomod runtime-tools build -tags "netgo osusergo" -ldflags "-s -w" -o "$tmp/runtimetest" \
-        github.com/opencontainers/runtime-tools/cmd/runtimetest
-    gomod runtime-tools build -ldflags "-s -w" -o "$tmp/validation/" "${pkgs[@]}"
+    # Upstream names the programs validation/<name>/<name>.t; here they are
+    # validation/<name>.t (hack/runtime-tools.sh runs them).
+    if ! { gomod runtime-tools build -tags "netgo osusergo" -ldflags "-s -w" -o "$tmp/runtimetest" \
+            github.com/opencontainers/runtime-tools/cmd/runtimetest \
+        && gomod runtime-tools build -ldflags "-s -w" -o "$tmp/validation/" "${pkgs[@]}"; }; then
+        rm -rf "$tmp"
+        die "building the runtime-tools suite failed"
+    fi
     for p in $(rt_programs); do mv "$tmp/validation/$p" "$tmp/validation/$p.t"; done
     rm -rf "$RT_DIR.old"
     [ ! -e "$RT_DIR" ] || mv "$RT_DIR" "$RT_DIR.old"
@@ -148,7 +152,7 @@ version_of() {  # version_of NAME: one line
 status() {
     local b n p
     for b in "${BINARIES[@]}"; do printf 'tools: %-24s %s\n' "$b" "$(version_of "$b")"; done
-    n=0; p=0
+    n=0
     for p in $(rt_programs); do [ -x "$RT_DIR/validation/$p.t" ] && n=$((n + 1)); done
     if [ -x "$RT_DIR/runtimetest" ]; then
         printf 'tools: %-24s %s (runtimetest + %d of %d validation programs)\n' runtime-tools \
