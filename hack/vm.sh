@@ -205,19 +205,22 @@ pick_accel() {
 }
 
 # --- run ----------------------------------------------------------------------
-QPID= TPID= CPID= TMP= BUILD_DIR=
+QPID= CPID= TMP= BUILD_DIR=
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    set +e
     if [ -n "$QPID" ] && kill -0 "$QPID" 2>/dev/null; then
         kill -TERM -- "-$QPID" 2>/dev/null || kill -TERM "$QPID" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL -- "-$QPID" 2>/dev/null || kill -KILL "$QPID" 2>/dev/null || true
     fi
-    [ -n "$TPID" ] && kill "$TPID" 2>/dev/null
-    [ -n "$CPID" ] && kill "$CPID" 2>/dev/null
-    [ -n "$TMP" ] && rm -rf "$TMP"
-    if [ -n "$BUILD_DIR" ]; then umount_under "$BUILD_DIR"; rm -rf --one-file-system "$BUILD_DIR" "$VMDIR/rootfs.img.tmp"; fi
+    if [ -n "$CPID" ]; then kill "$CPID" 2>/dev/null || true; fi
+    if [ -n "$TMP" ]; then rm -rf "$TMP" || true; fi
+    if [ -n "$BUILD_DIR" ]; then
+        umount_under "$BUILD_DIR"
+        rm -rf --one-file-system "$BUILD_DIR" "$VMDIR/rootfs.img.tmp" || true
+    fi
     exit "$rc"
 }
 
@@ -309,10 +312,15 @@ cmd_run() {
     log "booting ($accel, cgroup $CG, ${MEM} MiB, $CPUS cpus); run folder $res"
     TMPDIR=$TMP setsid "${q[@]}" </dev/null 2>"$res/qemu.log" &
     QPID=$!
-    if [ "$TIMEOUT" != 0 ]; then
-        (sleep "$TIMEOUT"; touch "$TMP/timeout"; kill -TERM "$QPID" 2>/dev/null) </dev/null >/dev/null 2>&1 &
-        TPID=$!
-    fi
+    # Poll rather than a timer process: nothing is left behind to kill.
+    local timed_out=0
+    while kill -0 "$QPID" 2>/dev/null; do
+        if [ "$TIMEOUT" != 0 ] && [ $((SECONDS - t0)) -ge "$TIMEOUT" ]; then
+            timed_out=1
+            kill -TERM -- "-$QPID" 2>/dev/null || true
+        fi
+        sleep 0.2
+    done
     wait "$QPID" || true
     QPID=
     wait "$CPID" 2>/dev/null || true
@@ -323,7 +331,7 @@ cmd_run() {
         log "exit status $st after $((SECONDS - t0)) s"
         exit "$st"
     fi
-    if [ -f "$TMP/timeout" ]; then
+    if [ $timed_out = 1 ]; then
         log "timed out after ${TIMEOUT}s; VM stopped (console: $res/console.log)"
         exit 124
     fi
