@@ -121,10 +121,19 @@ fn null_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, S
     Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
 }
 
-/// Docker writes sets as `{"key": {}}` maps.
+/// Docker writes sets as `{"key": {}}` maps; our own records store lists.
 fn null_set<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let m = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?;
-    Ok(m.map(|m| m.into_keys().collect()).unwrap_or_default())
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Set {
+        Map(BTreeMap<String, serde_json::Value>),
+        List(Vec<String>),
+    }
+    Ok(match Option::<Set>::deserialize(d)? {
+        None => vec![],
+        Some(Set::Map(m)) => m.into_keys().collect(),
+        Some(Set::List(l)) => l,
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod digest;
 pub mod manifest;
 pub mod platform;
+pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod store;
@@ -13,4 +14,5 @@ pub mod unpack;
 
 pub use digest::{Digest, DigestError};
 pub use platform::Platform;
+pub use pull::{Error, ImageStore, Progress, StoreOptions};
 pub use reference::{ImageRef, ReferenceError};

@@ -11,6 +11,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
@@ -97,24 +98,45 @@ impl ContentStore {
         if self.size(d) == Some(data.len() as u64) {
             return Ok(());
         }
-        let mut w = self.ingest(d, data.len() as u64)?;
+        let Some(mut w) = self.ingest(d, data.len() as u64)? else {
+            return Ok(());
+        };
         w.restart()?;
         w.write(data)?;
         w.commit()
     }
 
-    /// Opens (or resumes) the ingest of `d`. Blocks while another process
-    /// holds the same ingest.
-    pub fn ingest(&self, d: &Digest, size: u64) -> Result<Ingest, ContentError> {
+    /// Opens (or resumes) the ingest of `d`; `None` when the blob is
+    /// already committed (perhaps by a concurrent writer we waited for).
+    /// Blocks while another process holds the same ingest.
+    pub fn ingest(&self, d: &Digest, size: u64) -> Result<Option<Ingest>, ContentError> {
         let p = self.ingest_path(d);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&p)
-            .map_err(io_err(&p))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_err(&p)(e.into()))?;
+        let mut file = loop {
+            if self.size(d) == Some(size) {
+                return Ok(None);
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&p)
+                .map_err(io_err(&p))?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+                .map_err(|e| io_err(&p)(e.into()))?;
+            // The holder we waited for may have committed (renamed) the
+            // file we opened: only the file still at the path is ours.
+            let ours = file.metadata().map_err(io_err(&p))?;
+            match fs::metadata(&p) {
+                Ok(at_path) if at_path.ino() == ours.ino() && at_path.dev() == ours.dev() => {
+                    break file;
+                }
+                _ => continue,
+            }
+        };
+        if self.size(d) == Some(size) {
+            let _ = fs::remove_file(&p);
+            return Ok(None);
+        }
         let mut len = file.metadata().map_err(io_err(&p))?.len();
         if len > size {
             file.set_len(0).map_err(io_err(&p))?;
@@ -134,7 +156,7 @@ impl ContentStore {
             hasher.update(&buf[..n]);
             left -= n as u64;
         }
-        Ok(Ingest {
+        Ok(Some(Ingest {
             store: self.clone(),
             digest: d.clone(),
             want_size: size,
@@ -142,7 +164,7 @@ impl ContentStore {
             file,
             hasher,
             written: len,
-        })
+        }))
     }
 
     /// Removes a blob (GC). Missing is fine.
@@ -198,6 +220,12 @@ impl Ingest {
     pub fn replay(&self) -> Result<impl Read + use<>, ContentError> {
         let f = File::open(&self.path).map_err(io_err(&self.path))?;
         Ok(f.take(self.written))
+    }
+
+    /// True once every expected byte is on disk (commit may still find
+    /// the digest wrong).
+    pub fn is_complete(&self) -> bool {
+        self.written == self.want_size
     }
 
     /// Throws away the partial content (the server would not resume).
@@ -265,12 +293,12 @@ mod tests {
         let data = b"hello resumable world".repeat(1000);
         let d = Digest::sha256_of(&data);
         {
-            let mut w = cs.ingest(&d, data.len() as u64).unwrap();
+            let mut w = cs.ingest(&d, data.len() as u64).unwrap().unwrap();
             w.write(&data[..5000]).unwrap();
             // dropped: simulates a cancel
         }
         assert!(cs.size(&d).is_none(), "partial blob must not be visible");
-        let mut w = cs.ingest(&d, data.len() as u64).unwrap();
+        let mut w = cs.ingest(&d, data.len() as u64).unwrap().unwrap();
         assert_eq!(w.offset(), 5000);
         let mut replay = Vec::new();
         w.replay().unwrap().read_to_end(&mut replay).unwrap();
@@ -287,11 +315,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cs = ContentStore::open(dir.path()).unwrap();
         let d = Digest::sha256_of(b"right");
-        let mut w = cs.ingest(&d, 5).unwrap();
+        let mut w = cs.ingest(&d, 5).unwrap().unwrap();
         w.write(b"wrong").unwrap();
         assert!(matches!(w.commit(), Err(ContentError::Mismatch { .. })));
         assert!(cs.size(&d).is_none());
-        let mut w = cs.ingest(&d, 5).unwrap();
+        let mut w = cs.ingest(&d, 5).unwrap().unwrap();
         assert_eq!(w.offset(), 0, "a bad partial is not resumed");
         assert!(w.write(b"toolong").is_err());
     }

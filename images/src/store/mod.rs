@@ -1,3 +1,6 @@
-//! On-disk state: the content store (blobs) and snapshots (unpacked layers).
+//! On-disk state: the content store (blobs), snapshots (unpacked layers)
+//! and image records.
 
 pub mod content;
+pub mod images;
+pub mod snapshot;

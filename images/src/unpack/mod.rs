@@ -283,9 +283,11 @@ impl Applier {
 
         let h = e.header().clone();
         let mode = Mode::from_raw_mode(h.mode().map_err(UnpackError::Tar)? & 0o7777);
-        let uid = h.uid().map_err(UnpackError::Tar)?;
-        let gid = h.gid().map_err(UnpackError::Tar)?;
-        let mtime = h.mtime().map_err(UnpackError::Tar)? as i64;
+        // Empty numeric fields mean 0, as Go's archive/tar (which wrote
+        // most layers) reads them.
+        let uid = h.uid().unwrap_or(0);
+        let gid = h.gid().unwrap_or(0);
+        let mtime = h.mtime().unwrap_or(0) as i64;
         let xattrs = read_xattrs(e)?;
         let parent = self
             .root

@@ -1,0 +1,506 @@
+//! Pulls against the test bed's registries (plain, TLS + basic auth,
+//! a hosts.toml mirror) and against small servers of our own that tamper
+//! with or cut blob downloads. Needs `hack/testbed.sh up`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use berth_images::registry::auth::{AuthConfig, Credentials};
+use berth_images::registry::hosts::HostsDir;
+use berth_images::{Digest, ImageRef, ImageStore, Platform, StoreOptions};
+
+struct Bed {
+    plain: String,
+    tls: String,
+    certs_d: PathBuf,
+    user: String,
+    pass: String,
+}
+
+fn bed() -> Bed {
+    let reg = berth_tests::output_dir().join("registry");
+    let file = |n: &str| {
+        std::fs::read_to_string(reg.join(n))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let b = Bed {
+        plain: env("BERTH_REGISTRY").unwrap_or_else(|| "127.0.0.1:5000".into()),
+        tls: env("BERTH_REGISTRY_TLS").unwrap_or_else(|| "127.0.0.1:5443".into()),
+        // The folder holding `<tls registry>/ca.crt` (docker-style certs.d).
+        certs_d: env("BERTH_REGISTRY_CERT_DIR")
+            .and_then(|d| Path::new(&d).parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| reg.join("certs.d")),
+        user: env("BERTH_REGISTRY_USER").unwrap_or_else(|| file("user")),
+        pass: env("BERTH_REGISTRY_PASS").unwrap_or_else(|| file("pass")),
+    };
+    for addr in [&b.plain, &b.tls] {
+        assert!(
+            TcpStream::connect(addr.as_str()).is_ok(),
+            "test registry {addr} is not reachable: run `hack/testbed.sh up` first"
+        );
+    }
+    assert!(
+        !b.user.is_empty(),
+        "no registry credentials in env or {}: run `hack/testbed.sh up`",
+        reg.display()
+    );
+    b
+}
+
+fn store(root: &Path, f: impl FnOnce(&mut StoreOptions)) -> Arc<ImageStore> {
+    let mut o = StoreOptions::new(root);
+    o.sync = false;
+    o.registry.backoff = std::time::Duration::from_millis(20);
+    f(&mut o);
+    ImageStore::open(o).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Finds `rel` in the image's layers, top first (what overlay would show).
+fn lookup(
+    s: &ImageStore,
+    rec: &berth_images::store::images::ImageRecord,
+    rel: &str,
+) -> Option<PathBuf> {
+    s.lowerdirs(rec)
+        .into_iter()
+        .map(|d| d.join(rel))
+        .find(|p| p.symlink_metadata().is_ok())
+}
+
+#[test]
+fn pulls_busybox_index_from_plain_registry() {
+    let b = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), |_| {});
+    let r = ImageRef::parse(&format!("{}/library/busybox:latest", b.plain)).unwrap();
+    let rec = rt().block_on(s.pull(&r, None)).unwrap();
+    assert_eq!(rec.names, vec![r.to_string()]);
+    assert_eq!(rec.config.platform.architecture, "amd64");
+    assert_eq!(rec.layers.len(), 3);
+    assert_eq!(rec.chain_ids.len(), 3);
+    let bb = lookup(&s, &rec, "bin/busybox").expect("busybox binary unpacked");
+    assert!(bb.metadata().unwrap().len() > 100_000);
+    assert!(bb.metadata().unwrap().mode() & 0o111 != 0);
+    // Layer 3 deletes /etc/motd: overlay whiteout (char device 0/0).
+    let wh = s.snapshots().fs_dir(&rec.chain_ids[2]).join("etc/motd");
+    let md = wh.symlink_metadata().unwrap();
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), 0);
+    // tmp keeps its sticky bit.
+    let tmp = lookup(&s, &rec, "tmp").unwrap();
+    assert_eq!(tmp.metadata().unwrap().mode() & 0o7777, 0o1777);
+    // Records: get by short name, id prefix; pull again is a no-op.
+    assert_eq!(s.get(&r.to_string()).unwrap().unwrap().id, rec.id);
+    assert!(s.get(&rec.id.hex()[..12]).unwrap().is_some());
+    let again = rt().block_on(s.pull(&r, None)).unwrap();
+    assert_eq!(again.id, rec.id);
+    assert_eq!(s.list().unwrap().len(), 1);
+    // Remove then GC frees everything.
+    s.remove(&r.to_string()).unwrap();
+    assert!(s.gc().unwrap() > 0);
+    assert!(s.snapshots().list().is_empty());
+    assert!(s.content().list().unwrap().is_empty());
+}
+
+#[test]
+fn selects_other_platforms_and_explains_missing_ones() {
+    let b = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), |o| {
+        o.platform = Platform::parse("linux/arm64").unwrap()
+    });
+    let r = ImageRef::parse(&format!("{}/library/busybox:latest", b.plain)).unwrap();
+    let rec = rt().block_on(s.pull(&r, None)).unwrap();
+    assert_eq!(rec.config.platform.architecture, "arm64");
+    assert!(lookup(&s, &rec, "ARM64-STUB").is_some());
+    let s = store(dir.path(), |o| {
+        o.platform = Platform::parse("linux/s390x").unwrap()
+    });
+    let err = rt().block_on(s.pull(&r, None)).unwrap_err();
+    let msg = berth_images::registry::chain(&err);
+    assert!(
+        msg.contains("linux/s390x") && msg.contains("linux/amd64") && msg.contains("linux/arm64"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn pulls_over_tls_with_basic_auth_and_fails_with_wrong_password() {
+    let b = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let r = ImageRef::parse(&format!("{}/library/busybox:latest", b.tls)).unwrap();
+    let mk = |pass: &str| {
+        let mut creds = Credentials::default();
+        creds.insert(&b.tls, AuthConfig::basic(&b.user, pass));
+        let certs = b.certs_d.clone();
+        store(dir.path(), move |o| {
+            o.registry.credentials = creds;
+            o.registry.hosts = HostsDir {
+                dir: Some(certs),
+                plain_http: vec![],
+            };
+        })
+    };
+    let err = rt()
+        .block_on(mk("wrong-password").pull(&r, None))
+        .unwrap_err();
+    let msg = berth_images::registry::chain(&err);
+    assert!(msg.contains("authentication failed"), "{msg}");
+    // No credentials at all: a different hint.
+    let s = store(dir.path(), |o| {
+        o.registry.hosts = HostsDir {
+            dir: Some(b.certs_d.clone()),
+            plain_http: vec![],
+        }
+    });
+    let msg = berth_images::registry::chain(&rt().block_on(s.pull(&r, None)).unwrap_err());
+    assert!(msg.contains("no credentials"), "{msg}");
+    let rec = rt().block_on(mk(&b.pass).pull(&r, None)).unwrap();
+    assert_eq!(rec.layers.len(), 3);
+    // Without the CA the TLS registry is refused.
+    let s = store(dir.path(), |o| {
+        let mut c = Credentials::default();
+        c.insert(&b.tls, AuthConfig::basic(&b.user, &b.pass));
+        o.registry.credentials = c;
+    });
+    let r2 = ImageRef::parse(&format!("{}/berth/web:latest", b.tls)).unwrap();
+    assert!(rt().block_on(s.pull(&r2, None)).is_err());
+}
+
+#[test]
+fn pulls_docker_io_name_through_hosts_toml_mirror() {
+    let b = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir_all(certs.join("docker.io")).unwrap();
+    std::fs::write(
+        certs.join("docker.io/hosts.toml"),
+        format!(
+            "server = \"https://registry-1.docker.io\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            b.plain
+        ),
+    )
+    .unwrap();
+    let s = store(&dir.path().join("root"), |o| {
+        o.registry.hosts = HostsDir {
+            dir: Some(certs.clone()),
+            plain_http: vec![],
+        };
+        o.registry.attempts = 1;
+    });
+    let r = ImageRef::parse("busybox").unwrap();
+    let rec = rt().block_on(s.pull(&r, None)).unwrap();
+    assert_eq!(rec.names, vec!["docker.io/library/busybox:latest"]);
+    assert!(rec.repo_digests[0].starts_with("docker.io/library/busybox@sha256:"));
+}
+
+// ---- our own small registry, for tampering and cut downloads ----
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Honest,
+    /// Layer bytes with one byte flipped (same length).
+    Tamper,
+    /// The first layer request stops half-way (connection closed).
+    CutOnce,
+    /// Every layer request stops half-way and then hangs.
+    CutHang,
+}
+
+struct Fake {
+    addr: String,
+    ranges: Arc<Mutex<Vec<String>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+struct Blobs {
+    manifest: Vec<u8>,
+    config: (Digest, Vec<u8>),
+    layer: (Digest, Vec<u8>),
+}
+
+fn synthetic_image() -> Blobs {
+    let mut tar = tar::Builder::new(Vec::new());
+    let data: Vec<u8> = (0..400_000u32)
+        .flat_map(|i| (i * 7919).to_le_bytes())
+        .collect();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, "data.bin", &data[..]).unwrap();
+    let raw = tar.into_inner().unwrap();
+    let diff = Digest::sha256_of(&raw);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    let layer = gz.finish().unwrap();
+    let ld = Digest::sha256_of(&layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/x"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+    )
+    .into_bytes();
+    let cd = Digest::sha256_of(&config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{ld}","size":{}}}]}}"#,
+        config.len(),
+        layer.len()
+    )
+    .into_bytes();
+    Blobs {
+        manifest,
+        config: (cd, config),
+        layer: (ld, layer),
+    }
+}
+
+fn fake_registry(rt: &tokio::runtime::Runtime, blobs: Arc<Blobs>, mode: Mode) -> Fake {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let seen = ranges.clone();
+    let cut_done = Arc::new(Mutex::new(false));
+    rt.spawn(async move {
+        loop {
+            let (mut sock, _) = tokio::select! {
+                a = listener.accept() => a.unwrap(),
+                _ = &mut stopped => return,
+            };
+            let blobs = blobs.clone();
+            let seen = seen.clone();
+            let cut_done = cut_done.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                }
+                let text = String::from_utf8_lossy(&req).to_string();
+                let path = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let range = text
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("range: bytes=").map(str::to_owned))
+                    .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+                let send = |status: &str, ctype: &str, body: &[u8], extra: String| {
+                    let mut out = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    out.extend_from_slice(body);
+                    out
+                };
+                let layer_path = format!("/v2/t/img/blobs/{}", blobs.layer.0);
+                let resp = if path == "/v2/t/img/manifests/latest" {
+                    send("200 OK", "application/vnd.oci.image.manifest.v1+json", &blobs.manifest, String::new())
+                } else if path == format!("/v2/t/img/blobs/{}", blobs.config.0) {
+                    send("200 OK", "application/octet-stream", &blobs.config.1, String::new())
+                } else if path == layer_path {
+                    seen.lock().unwrap().push(format!("{}", range.unwrap_or(0)));
+                    let mut body = blobs.layer.1.clone();
+                    if mode == Mode::Tamper {
+                        let mid = body.len() / 2;
+                        body[mid] ^= 0xff;
+                    }
+                    let total = body.len();
+                    let half = total / 2;
+                    let cut = match mode {
+                        Mode::CutOnce => {
+                            let mut c = cut_done.lock().unwrap();
+                            let first = !*c;
+                            *c = true;
+                            first
+                        }
+                        Mode::CutHang => true,
+                        _ => false,
+                    };
+                    let start = range.unwrap_or(0).min(total);
+                    let mut out = if start > 0 {
+                        send(
+                            "206 Partial Content",
+                            "application/octet-stream",
+                            &body[start..],
+                            format!("Content-Range: bytes {start}-{}/{total}\r\n", total - 1),
+                        )
+                    } else {
+                        send("200 OK", "application/octet-stream", &body, String::new())
+                    };
+                    if cut {
+                        let head_len = out.len() - (total - start);
+                        out.truncate(head_len + half.saturating_sub(start));
+                        let _ = sock.write_all(&out).await;
+                        let _ = sock.flush().await;
+                        if mode == Mode::CutHang {
+                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        }
+                        return;
+                    }
+                    out
+                } else if path == "/v2/" {
+                    send("200 OK", "application/json", b"{}", String::new())
+                } else {
+                    send("404 Not Found", "application/json", b"{}", String::new())
+                };
+                let _ = sock.write_all(&resp).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    Fake {
+        addr,
+        ranges,
+        _stop: stop,
+    }
+}
+
+fn plain_store(root: &Path, addr: &str) -> Arc<ImageStore> {
+    let addr = addr.to_owned();
+    store(root, move |o| {
+        o.registry.hosts = HostsDir {
+            dir: None,
+            plain_http: vec![addr],
+        };
+    })
+}
+
+#[test]
+fn refuses_tampered_layer_and_keeps_nothing() {
+    let rt = rt();
+    let blobs = Arc::new(synthetic_image());
+    let fake = fake_registry(&rt, blobs.clone(), Mode::Tamper);
+    let dir = tempfile::tempdir().unwrap();
+    let s = plain_store(dir.path(), &fake.addr);
+    let r = ImageRef::parse(&format!("{}/t/img:latest", fake.addr)).unwrap();
+    let err = rt.block_on(s.pull(&r, None)).unwrap_err();
+    let msg = berth_images::registry::chain(&err);
+    assert!(
+        msg.contains(&blobs.layer.0.to_string()) && msg.contains("digest"),
+        "{msg}"
+    );
+    assert!(
+        s.content().size(&blobs.layer.0).is_none(),
+        "tampered blob committed"
+    );
+    assert!(
+        s.snapshots().list().is_empty(),
+        "snapshot from tampered layer"
+    );
+    assert!(s.list().unwrap().is_empty());
+    // The honest server afterwards: the pull succeeds from scratch.
+    let honest = fake_registry(&rt, blobs.clone(), Mode::Honest);
+    let s = plain_store(dir.path(), &honest.addr);
+    let r = ImageRef::parse(&format!("{}/t/img:latest", honest.addr)).unwrap();
+    rt.block_on(s.pull(&r, None)).unwrap();
+    assert_eq!(
+        honest.ranges.lock().unwrap().as_slice(),
+        ["0"],
+        "bad partial must not be resumed"
+    );
+}
+
+#[test]
+fn resumes_a_cut_download_with_range() {
+    let rt = rt();
+    let blobs = Arc::new(synthetic_image());
+    let fake = fake_registry(&rt, blobs.clone(), Mode::CutOnce);
+    let dir = tempfile::tempdir().unwrap();
+    let s = plain_store(dir.path(), &fake.addr);
+    let r = ImageRef::parse(&format!("{}/t/img:latest", fake.addr)).unwrap();
+    let rec = rt.block_on(s.pull(&r, None)).unwrap();
+    let ranges = fake.ranges.lock().unwrap().clone();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0], "0");
+    assert!(ranges[1].parse::<usize>().unwrap() > 0, "{ranges:?}");
+    assert_eq!(
+        s.content().size(&blobs.layer.0),
+        Some(blobs.layer.1.len() as u64)
+    );
+    assert!(lookup(&s, &rec, "data.bin").is_some());
+}
+
+#[test]
+fn resumes_after_a_cancelled_pull() {
+    let rt = rt();
+    let blobs = Arc::new(synthetic_image());
+    let hang = fake_registry(&rt, blobs.clone(), Mode::CutHang);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = plain_store(dir.path(), &hang.addr);
+        let r = ImageRef::parse(&format!("{}/t/img:latest", hang.addr)).unwrap();
+        // Cancel mid-download (as a kill would), with half the blob on disk.
+        let res = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(3), s.pull(&r, None)).await
+        });
+        assert!(res.is_err(), "pull should hang on the cut server");
+        assert!(
+            s.content().size(&blobs.layer.0).is_none(),
+            "partial blob visible"
+        );
+    }
+    let honest = fake_registry(&rt, blobs.clone(), Mode::Honest);
+    let s = plain_store(dir.path(), &honest.addr);
+    let r = ImageRef::parse(&format!("{}/t/img:latest", honest.addr)).unwrap();
+    let rec = rt.block_on(s.pull(&r, None)).unwrap();
+    let ranges = honest.ranges.lock().unwrap().clone();
+    assert_eq!(ranges.len(), 1);
+    let from: usize = ranges[0].parse().unwrap();
+    assert!(
+        from > 0 && from <= blobs.layer.1.len() / 2 + 1,
+        "resumed from {from}"
+    );
+    let f = lookup(&s, &rec, "data.bin").unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 1_600_000);
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_download_once() {
+    let rt = rt();
+    let blobs = Arc::new(synthetic_image());
+    let fake = fake_registry(&rt, blobs.clone(), Mode::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let s = plain_store(dir.path(), &fake.addr);
+    let r = ImageRef::parse(&format!("{}/t/img:latest", fake.addr)).unwrap();
+    rt.block_on(async {
+        let a = s.pull(&r, None);
+        let b = s.pull(&r, None);
+        let c = s.pull(&r, None);
+        let (a, b, c) = tokio::join!(a, b, c);
+        assert_eq!(a.unwrap().id, b.unwrap().id);
+        c.unwrap();
+    });
+    assert_eq!(
+        fake.ranges.lock().unwrap().len(),
+        1,
+        "layer fetched more than once"
+    );
+}
+
+#[allow(dead_code)]
+fn read_all(p: &Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    std::fs::File::open(p).unwrap().read_to_end(&mut v).unwrap();
+    v
+}
