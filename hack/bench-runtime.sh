@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Lifecycle benchmark: create + start + wait + delete of /bin/true from a
+# busybox bundle with cgroups (memory and pids limits), N times per runtime,
+# berth-runc (release) vs runc (and crun when this host's cgroup layout lets
+# it run) in the same run, plus the bare namespace floor
+# (`unshare -pmuin --fork /bin/true`). Prints medians, the ratio to runc and
+# to the floor, and the peak RSS of each runtime process tree.
+#
+#   sudo hack/bench-runtime.sh [N]        (default N=50)
+#
+# Each iteration is one foreground `run` (create, start, wait for exit,
+# delete in one runtime invocation) and, as a second figure, the four
+# separate commands `create; start; <wait>; delete` a shim issues.
+LOG_TAG=bench
+. "$(dirname "$0")/lib.sh"
+cd "$BERTH_ROOT"
+need_root
+N=${1:-50}
+
+# BERTH_RUNC=path skips the build (e.g. while another cargo holds the lock).
+BERTH=${BERTH_RUNC:-}
+if [ -z "$BERTH" ]; then
+    log "building berth-runc (release)"
+    cargo build --release -q -p berth-runtime --bin berth-runc
+    BERTH=$BERTH_ROOT/target/release/berth-runc
+fi
+
+WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
+cleanup() {
+    local r bin id
+    for r in berth-runc runc crun; do
+        bin=/usr/sbin/runc; [ $r = crun ] && bin=/usr/bin/crun; [ $r = berth-runc ] && bin=$BERTH
+        for id in $(ls "$WORK/state-$r" 2>/dev/null); do
+            [ -d "$WORK/state-$r/$id" ] || continue
+            "$bin" --root "$WORK/state-$r" delete --force "$id" >/dev/null 2>&1 || true
+        done
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/bundle/rootfs/bin"
+cp /bin/busybox "$WORK/bundle/rootfs/bin/"
+ln -s busybox "$WORK/bundle/rootfs/bin/true"
+ln -s busybox "$WORK/bundle/rootfs/bin/sh"
+(cd "$WORK/bundle" && "$BERTH" spec)
+python3 - "$WORK/bundle/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+c["linux"]["resources"]["memory"] = {"limit": 67108864}
+c["linux"]["resources"]["pids"] = {"limit": 64}
+json.dump(c, open(p, "w"), indent=1)
+PY
+
+python3 - "$N" "$WORK" "$BERTH" <<'PY'
+import os, subprocess, sys, time, statistics, json
+
+n, work, berth = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+bundle = f"{work}/bundle"
+
+def timed(argv):
+    """Run argv; return (seconds, exit code, peak RSS in KiB of its process tree)."""
+    # stderr to a file: after `create` the container's init holds the
+    # runtime's stdio, so a pipe would not see EOF until the container ends.
+    with open(f"{work}/stderr", "w+") as ef:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=ef)
+        _, status, ru = os.wait4(p.pid, 0)
+        dt = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        ef.seek(0)
+        err = ef.read().strip()
+    return dt, p.returncode, ru.ru_maxrss, err
+
+def bench_run(name, binary):
+    root = f"{work}/state-{name}"
+    times, rss = [], 0
+    for i in range(n):
+        cid = f"bench-{name}-{i}"
+        cgp = f"/berth-bench/{cid}"
+        dt, rc, mx, err = timed([binary, "--root", root, "run", "--bundle", bundle, cid])
+        if rc != 0:
+            return None, f"{name}: run failed: {err.splitlines()[-1] if err else rc}"
+        times.append(dt)
+        rss = max(rss, mx)
+    return (times, rss), None
+
+def bench_steps(name, binary):
+    root = f"{work}/state-{name}"
+    times, rss = [], 0
+    for i in range(n):
+        cid = f"step-{name}-{i}"
+        total = 0.0
+        for argv in (["create", "--bundle", bundle, cid], ["start", cid]):
+            dt, rc, mx, err = timed([binary, "--root", root] + argv)
+            if rc != 0:
+                return None, f"{name}: {argv[0]} failed: {err.splitlines()[-1] if err else rc}"
+            total += dt; rss = max(rss, mx)
+        # wait: /bin/true exits at once; `state` until stopped (the runtime
+        # has no wait command; its cost is not counted).
+        for _ in range(1000):
+            out = subprocess.run([binary, "--root", root, "state", cid], capture_output=True, text=True).stdout
+            if '"stopped"' in out:
+                break
+            time.sleep(0.0005)
+        dt, rc, mx, err = timed([binary, "--root", root, "delete", cid])
+        if rc != 0:
+            return None, f"{name}: delete failed: {err.splitlines()[-1] if err else rc}"
+        total += dt; rss = max(rss, mx)
+        times.append(total)
+    return (times, rss), None
+
+floor = []
+for _ in range(n):
+    dt, rc, _, _ = timed(["unshare", "-pmuin", "--fork", "/bin/true"])
+    floor.append(dt)
+floor_med = statistics.median(floor)
+
+runtimes = [("berth-runc", berth), ("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")]
+rows, notes = [], []
+res = {}
+for name, binary in runtimes:
+    if not os.path.exists(binary):
+        notes.append(f"{name}: not installed"); continue
+    r, err = bench_run(name, binary)
+    if err:
+        notes.append(err); continue
+    s, err2 = bench_steps(name, binary)
+    res[name] = (r, s)
+    if err2:
+        notes.append(err2)
+
+def ms(x): return f"{x*1000:.2f}"
+print()
+print(f"lifecycle of /bin/true with cgroups, N={n}, median ms (p90), peak RSS of the runtime process tree")
+print(f"{'runtime':<12} {'run (c+s+w+d)':>16} {'p90':>8} {'4 commands':>12} {'vs runc':>8} {'vs floor':>9} {'peak RSS':>10}")
+runc_med = statistics.median(res["runc"][0][0]) if "runc" in res else None
+for name, ((t, rss), steps) in res.items():
+    med = statistics.median(t)
+    p90 = sorted(t)[int(len(t) * 0.9) - 1]
+    smed = ms(statistics.median(steps[0])) if steps else "-"
+    srss = max(rss, steps[1]) if steps else rss
+    ratio = f"{med / runc_med:.2f}x" if runc_med else "-"
+    print(f"{name:<12} {ms(med):>16} {ms(p90):>8} {smed:>12} {ratio:>8} {med / floor_med:>8.2f}x {srss/1024:>8.1f}MB")
+print(f"{'floor':<12} {ms(floor_med):>16} {ms(sorted(floor)[int(n*0.9)-1]):>8} {'':>12} {'':>8} {'1.00x':>9}   (unshare -pmuin --fork /bin/true)")
+for x in notes:
+    print("note:", x)
+PY
+# Cgroups the benchmark created under /berth-bench (runtimes leave parents).
+for d in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
