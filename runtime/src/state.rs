@@ -95,6 +95,9 @@ pub struct StateFile {
     pub hooks: Hooks,
     /// The container has its own pid namespace: killing init kills all.
     pub own_pid_ns: bool,
+    /// The cached seccomp program and its load flags, for `exec`.
+    #[serde(default)]
+    pub seccomp: Option<(PathBuf, u64)>,
 }
 
 /// A container known to the runtime: its state dir and recorded state.

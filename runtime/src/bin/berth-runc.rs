@@ -80,6 +80,8 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// Run a process in a created or running container.
+    Exec(Box<ExecArgs>),
     /// Print a container's state as JSON.
     State { id: String },
     /// Send a signal to the container's init (or all its processes).
@@ -133,6 +135,44 @@ enum Cmd {
     },
     /// Print the runtime's features as JSON.
     Features,
+}
+
+#[derive(clap::Args)]
+struct ExecArgs {
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    #[arg(long)]
+    cwd: Option<String>,
+    #[arg(long, short = 'e')]
+    env: Vec<String>,
+    #[arg(long, short = 't')]
+    tty: bool,
+    /// uid[:gid] (numeric)
+    #[arg(long, short = 'u')]
+    user: Option<String>,
+    #[arg(long, short = 'g')]
+    additional_gids: Vec<u32>,
+    /// A process JSON (the `process` object of config.json).
+    #[arg(long, short = 'p')]
+    process: Option<PathBuf>,
+    #[arg(long, short = 'd')]
+    detach: bool,
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    #[arg(long)]
+    no_new_privs: bool,
+    #[arg(long, short = 'c')]
+    cap: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+    /// Accepted; labels need SELinux/AppArmor, which are not supported.
+    #[arg(long)]
+    process_label: Option<String>,
+    #[arg(long)]
+    apparmor: Option<String>,
+    id: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -231,6 +271,24 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 keep,
             };
             return rt.run(&id(&create.id)?, &o);
+        }
+        Cmd::Exec(a) => {
+            let o = berth_runtime::ops::ExecOpts {
+                process_json: a.process.clone(),
+                args: a.command.clone(),
+                env: a.env.clone(),
+                cwd: a.cwd.clone(),
+                user: a.user.clone(),
+                additional_gids: a.additional_gids.clone(),
+                caps: a.cap.clone(),
+                tty: a.tty,
+                no_new_privs: a.no_new_privs,
+                detach: a.detach,
+                pid_file: a.pid_file.clone(),
+                console_socket: a.console_socket.clone(),
+                preserve_fds: a.preserve_fds,
+            };
+            return rt.exec(&id(&a.id)?, &o);
         }
         Cmd::State { id: i } => {
             let s = rt.state(&id(&i)?)?;

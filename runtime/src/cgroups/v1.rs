@@ -20,22 +20,35 @@ pub fn create(dirs: &[V1Dir]) -> Result<(), CgroupError> {
 }
 
 fn create_cpuset(dir: &Path) -> Result<(), CgroupError> {
-    if dir.exists() {
-        return Ok(());
+    // Every level from the hierarchy's root down gets its parent's values
+    // when empty, existing levels included: a level another create just
+    // made may not be filled yet (concurrent creates share parents).
+    let mut levels = vec![dir.to_path_buf()];
+    let mut cur = dir.parent();
+    // Up to the nearest ancestor that has cpus set (the root always has).
+    while let Some(p) = cur {
+        let filled =
+            std::fs::read_to_string(p.join("cpuset.cpus")).is_ok_and(|c| !c.trim().is_empty());
+        if filled || p == Path::new(super::ROOT) || p.parent().is_none() {
+            break;
+        }
+        levels.push(p.to_path_buf());
+        cur = p.parent();
     }
-    let parent = dir.parent().expect("a cgroup dir has a parent");
-    create_cpuset(parent)?;
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err("create", dir)(e)),
-    }
-    for f in ["cpuset.cpus", "cpuset.mems"] {
-        let cur = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-        if cur.trim().is_empty() {
-            let p =
-                std::fs::read_to_string(parent.join(f)).map_err(io_err("read", &parent.join(f)))?;
-            write(dir, f, p.trim())?;
+    for level in levels.iter().rev() {
+        match std::fs::create_dir(level) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create", level)(e)),
+        }
+        let parent = level.parent().expect("a cgroup dir has a parent");
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let cur = std::fs::read_to_string(level.join(f)).unwrap_or_default();
+            if cur.trim().is_empty() {
+                let p = std::fs::read_to_string(parent.join(f))
+                    .map_err(io_err("read", &parent.join(f)))?;
+                write(level, f, p.trim())?;
+            }
         }
     }
     Ok(())

@@ -155,6 +155,13 @@ impl Runtime {
                 cgroup: cgroup.clone(),
                 hooks: cfg.hooks.clone(),
                 own_pid_ns: cfg.linux.namespaces.is_new(crate::config::NsKind::Pid),
+                seccomp: match (&cfg.linux.seccomp, &seccomp) {
+                    (Some(p), Some(f)) => Some((
+                        crate::seccomp::compile::cache_path(p, &self.root),
+                        f.flags(),
+                    )),
+                    _ => None,
+                },
             },
         };
         let kill_init = || {
@@ -301,12 +308,12 @@ impl Runtime {
     }
 }
 
-const FORWARDED: [nix::sys::signal::Signal; 7] = {
+pub(crate) const FORWARDED: [nix::sys::signal::Signal; 7] = {
     use nix::sys::signal::Signal::*;
     [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH]
 };
 
-fn forward_and_wait(pid: i32, set: &nix::sys::signal::SigSet) -> i32 {
+pub(crate) fn forward_and_wait(pid: i32, set: &nix::sys::signal::SigSet) -> i32 {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let p = nix::unistd::Pid::from_raw(pid);
     loop {
@@ -395,7 +402,7 @@ fn create_root(root: &Path) -> std::io::Result<()> {
         .create(root)
 }
 
-fn write_pid_file(p: &Path, pid: i32) -> std::io::Result<()> {
+pub(crate) fn write_pid_file(p: &Path, pid: i32) -> std::io::Result<()> {
     let p = std::path::absolute(p)?;
     let dir = p.parent().unwrap_or(Path::new("/"));
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("pid");

@@ -1,8 +1,10 @@
 //! The runtime's commands, as library calls: what `berth-runc <cmd>` runs.
 
+mod exec;
 mod lifecycle;
 mod manage;
 
+pub use exec::ExecOpts;
 pub use lifecycle::{CreateOpts, RunOpts};
 pub use manage::{ListFormat, UpdateFlags};
 

@@ -8,6 +8,7 @@
 //! maps, then one GO message lets it continue; the init answers READY (or
 //! ERROR with the message) once everything up to exec is done.
 
+pub mod exec;
 pub mod hooks;
 pub mod init;
 pub mod sync;
@@ -38,7 +39,7 @@ pub enum ProcessError {
     Hook(#[from] hooks::HookError),
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
     let what = what.into();
     move |source| ProcessError::Io { what, source }
 }
@@ -78,7 +79,7 @@ pub struct Spawned {
 
 /// Kills and reaps a child unless disarmed: a failed create leaves no
 /// process behind.
-struct ChildGuard(Option<i32>);
+pub(crate) struct ChildGuard(pub(crate) Option<i32>);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -178,7 +179,7 @@ fn recv(sock: std::os::fd::BorrowedFd<'_>) -> Result<(u8, Vec<u8>), ProcessError
     }
 }
 
-fn expect(sock: std::os::fd::BorrowedFd<'_>, tag: u8) -> Result<Vec<u8>, ProcessError> {
+pub(crate) fn expect(sock: std::os::fd::BorrowedFd<'_>, tag: u8) -> Result<Vec<u8>, ProcessError> {
     match recv(sock)? {
         (t, p) if t == tag => Ok(p),
         (t, _) => Err(ProcessError::Protocol(t as char)),

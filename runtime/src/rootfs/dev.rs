@@ -136,6 +136,29 @@ pub fn open_console(
     root: BorrowedFd<'_>,
     size: Option<crate::config::spec::ConsoleSize>,
 ) -> Result<(OwnedFd, OwnedFd), RootfsError> {
+    let (master, slave) = open_pty(root, size)?;
+    let console = resolve::ensure(root, "/dev/console", Leaf::File).map_err(|source| {
+        RootfsError::Resolve {
+            field: "/dev/console".into(),
+            source,
+        }
+    })?;
+    sys::mount(
+        Some(&sys::fd_path(slave.as_raw_fd())),
+        &sys::fd_path(console.as_raw_fd()),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(io_err("console: bind the pty on /dev/console"))?;
+    Ok((master, slave))
+}
+
+/// A new pty pair from the container's /dev/ptmx (resolved in-root).
+pub fn open_pty(
+    root: BorrowedFd<'_>,
+    size: Option<crate::config::spec::ConsoleSize>,
+) -> Result<(OwnedFd, OwnedFd), RootfsError> {
     let master = resolve::open_in_root(root, "dev/ptmx", libc::O_RDWR | libc::O_NOCTTY)
         .map_err(io_err("console: open the container's /dev/ptmx"))?;
     let unlock: libc::c_int = 0;
@@ -170,20 +193,6 @@ pub fn open_console(
         // SAFETY: TIOCSWINSZ reads a winsize valid for the call.
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
-    let console = resolve::ensure(root, "/dev/console", Leaf::File).map_err(|source| {
-        RootfsError::Resolve {
-            field: "/dev/console".into(),
-            source,
-        }
-    })?;
-    sys::mount(
-        Some(&sys::fd_path(slave.as_raw_fd())),
-        &sys::fd_path(console.as_raw_fd()),
-        None,
-        libc::MS_BIND,
-        None,
-    )
-    .map_err(io_err("console: bind the pty on /dev/console"))?;
     Ok((master, slave))
 }
 

@@ -32,13 +32,13 @@ pub enum SeccompError {
 #[derive(Debug, Clone)]
 pub struct Filter {
     bpf: Vec<u8>,
-    flags: libc::c_ulong,
+    flags: u64,
 }
 
 const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
-const FLAG_LOG: libc::c_ulong = 1 << 1;
-const FLAG_SPEC_ALLOW: libc::c_ulong = 1 << 2;
-const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
+const FLAG_LOG: u64 = 1 << 1;
+const FLAG_SPEC_ALLOW: u64 = 1 << 2;
+const FLAG_WAIT_KILLABLE_RECV: u64 = 1 << 5;
 
 impl Filter {
     pub fn load(&self) -> Result<(), SeccompError> {
@@ -65,6 +65,23 @@ impl Filter {
         Ok(())
     }
 
+    /// The flags to record in state, for `from_cache`.
+    pub fn flags(&self) -> u64 {
+        self.flags
+    }
+
+    /// Reload a program cached by `load_or_compile` (for `exec`).
+    pub fn from_cache(path: &Path, flags: u64) -> Result<Self, SeccompError> {
+        let bpf = std::fs::read(path).map_err(|source| SeccompError::Io {
+            what: format!("read {}", path.display()),
+            source,
+        })?;
+        Ok(Filter {
+            bpf,
+            flags: flags as libc::c_ulong,
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.bpf.len() / std::mem::size_of::<libc::sock_filter>()
     }
@@ -74,7 +91,7 @@ impl Filter {
     }
 }
 
-fn flags_of(p: &Profile) -> libc::c_ulong {
+fn flags_of(p: &Profile) -> u64 {
     p.flags.iter().fold(0, |f, s| {
         f | match s.as_str() {
             "SECCOMP_FILTER_FLAG_LOG" => FLAG_LOG,
@@ -94,6 +111,13 @@ pub fn digest(p: &Profile) -> String {
 }
 
 /// The cached program for `p`, compiling and caching it when missing.
+/// Where `load_or_compile` caches the program for `p`.
+pub fn cache_path(p: &Profile, root: &Path) -> std::path::PathBuf {
+    root.join(".cache")
+        .join("seccomp")
+        .join(format!("{}.bpf", digest(p)))
+}
+
 pub fn load_or_compile(p: &Profile, root: &Path) -> Result<Filter, SeccompError> {
     if p.uses_notify() {
         return Err(SeccompError::Unsupported(
