@@ -13,9 +13,16 @@ set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TERM=dumb
 
+# Setup uses busybox-static's applets: under TCG a static exec costs ~25 ms,
+# a dynamically linked util-linux one ~100-150 ms.
+for c in mount mkdir ln hostname ip stty sysctl mv sync awk; do
+    eval "$c() { /bin/busybox $c \"\$@\"; }"
+done
+
 SRC= RES= CG=v2 FWD=
 mount -t proc proc /proc
-for a in $(cat /proc/cmdline); do
+read -r -a CMDLINE </proc/cmdline
+for a in "${CMDLINE[@]}"; do
     case "$a" in
     berth.src=*) SRC=${a#berth.src=} ;;
     berth.res=*) RES=${a#berth.res=} ;;
@@ -24,7 +31,8 @@ for a in $(cat /proc/cmdline); do
     esac
 done
 
-say() { echo "berth-vm: $*" >/dev/ttyS0; }
+say() { local up; read -r up _ </proc/uptime; echo "berth-vm: [$up] $*" >/dev/ttyS0; }
+say "guest-init started"
 finish() {
     echo "$1" >"$RES/status.tmp" && mv "$RES/status.tmp" "$RES/status"
     sync
@@ -51,6 +59,7 @@ mount -o remount,rw / 2>/dev/null || true
 hostname berth-vm
 ulimit -n 1048576 2>/dev/null || true
 
+say "file systems mounted"
 # --- cgroups ------------------------------------------------------------------
 # The controllers the kernel has, from /proc/cgroups.
 controllers() { awk 'NR > 1 && $4 == 1 { print $1 }' /proc/cgroups; }
@@ -79,7 +88,8 @@ mount_v1() {
 case "$CG" in
 v2)
     mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
-    for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+    read -r -a ctrls </sys/fs/cgroup/cgroup.controllers
+    for c in "${ctrls[@]}"; do
         echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || say "cannot enable the $c controller"
     done
     ;;
@@ -92,6 +102,7 @@ hybrid)
 *) say "unknown cgroup layout $CG"; finish 125 ;;
 esac
 
+say "cgroups mounted ($CG)"
 # --- network ------------------------------------------------------------------
 # qemu user networking, restricted: the guest reaches nothing but the host
 # loopback ports forwarded at 10.0.2.100 (guestfwd), relayed to the same
@@ -109,6 +120,7 @@ for p in ${FWD//,/ }; do
 done
 sysctl -qw net.ipv4.ip_forward=1 kernel.panic_on_oops=1 2>/dev/null || true
 
+say "network up; running the command"
 # --- the command --------------------------------------------------------------
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 stty -F /dev/ttyS2 raw -echo 2>/dev/null
@@ -116,6 +128,7 @@ export BERTH_VM=1 BERTH_VM_RESULTS=$RES BERTH_VM_CGROUP=$CG
 [ -f "$RES/env" ] && . "$RES/env"
 bash "$RES/cmd" </dev/null >/dev/ttyS1 2>/dev/ttyS2
 rc=$?
+say "command exited $rc"
 # Let the ports drain before the power goes.
 exec 3>/dev/ttyS1 4>/dev/ttyS2; exec 3>&- 4>&-
 finish "$rc"

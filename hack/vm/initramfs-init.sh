@@ -42,7 +42,7 @@ while [ ! -b /dev/vda ]; do
     i=$((i + 1)); [ $i -gt 100 ] && fail "no /dev/vda after 10 s"
     sleep 0.1
 done
-mount -t ext4 -o noatime /dev/vda /newroot || fail "cannot mount the root image"
+mount -t ext4 -o noatime,noinit_itable /dev/vda /newroot || fail "cannot mount the root image"
 
 mkdir -p "/newroot$SRC"
 # cache=loose: the tree is read-only for the run, and binaries execute from
@@ -53,6 +53,7 @@ mkdir -p "/newroot$RES" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 berthres "/newroot$RES" \
     || fail "cannot mount the results folder at $RES (it must exist in the tree)"
 
+echo "berth-vm: [$(cut -d' ' -f1 /proc/uptime)] switching root" >/dev/ttyS0
 mount --move /dev /newroot/dev
 umount /proc /sys
 exec switch_root /newroot /bin/bash "$SRC/hack/vm/guest-init.sh"
