@@ -116,6 +116,37 @@ fn pulls_busybox_index_from_plain_registry() {
 }
 
 #[test]
+fn mounts_overlay_rootfs_with_whiteouts_applied() {
+    let b = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir.path().join("root"), |_| {});
+    let r = ImageRef::parse(&format!("{}/library/busybox:latest", b.plain)).unwrap();
+    let rec = rt().block_on(s.pull(&r, None)).unwrap();
+    let cdir = dir.path().join("ctr");
+    let fs = berth_images::rootfs::mount_overlay(&cdir, &s.lowerdirs(&rec)).unwrap();
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = berth_images::rootfs::remove(&self.0);
+        }
+    }
+    let _c = Cleanup(cdir.clone());
+    assert!(fs.rootfs.join("bin/busybox").exists());
+    assert!(fs.rootfs.join("etc/berth-release").exists());
+    assert!(
+        !fs.rootfs.join("etc/motd").exists(),
+        "whiteout not honoured"
+    );
+    assert!(fs.rootfs.join("etc/passwd").exists());
+    std::fs::write(fs.rootfs.join("tmp/written"), "x").unwrap();
+    assert!(cdir.join("upper/tmp/written").exists());
+    berth_images::rootfs::remove(&cdir).unwrap();
+    assert!(!cdir.exists());
+    // The snapshots are untouched by the container's writes.
+    assert!(lookup(&s, &rec, "tmp/written").is_none());
+}
+
+#[test]
 fn selects_other_platforms_and_explains_missing_ones() {
     let b = bed();
     let dir = tempfile::tempdir().unwrap();
