@@ -12,6 +12,7 @@ pub mod pinns;
 pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod shim;
 pub mod store;
 
 pub use config::Config;

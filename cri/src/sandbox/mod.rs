@@ -201,7 +201,7 @@ impl SandboxManager {
                 }
             }
             drop(inner);
-            let _ = tx.send(Some(
+            tx.send_replace(Some(
                 result
                     .as_ref()
                     .map(|sb| sb.id.clone())

@@ -1,0 +1,323 @@
+//! berth-shim as berthd uses it, with Debian's runc as the OCI runtime and a
+//! busybox bundle: create/start/wait, exit codes, CRI logs, kill, delete,
+//! durable exit records, shutdown. Needs root.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use berth_cri::shim::client::call;
+use berth_cri::shim::proto::{Request, Response, RuntimeCmd, Status};
+
+const RUNC: &str = "/usr/sbin/runc";
+
+struct Shim {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    ids: Vec<String>,
+}
+
+impl Shim {
+    fn start() -> Shim {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("shim.sock");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+            .arg("--dir")
+            .arg(dir.path().join("shim"))
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("shim.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        Shim {
+            child,
+            dir,
+            socket,
+            ids: Vec::new(),
+        }
+    }
+
+    fn runtime(&self) -> RuntimeCmd {
+        RuntimeCmd {
+            binary: RUNC.into(),
+            root: self.dir.path().join("runc-root"),
+        }
+    }
+
+    /// A busybox bundle running `sh -c script`.
+    fn bundle(&self, name: &str, script: &str) -> PathBuf {
+        let b = self.dir.path().join(name);
+        let rootfs = b.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        for d in ["proc", "dev", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "echo"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        assert!(
+            Command::new(RUNC)
+                .arg("spec")
+                .current_dir(&b)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let path = b.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        spec["process"]["terminal"] = false.into();
+        spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+        spec["linux"]["cgroupsPath"] =
+            format!("/berth-shim-test/{}-{name}", std::process::id()).into();
+        std::fs::write(&path, spec.to_string()).unwrap();
+        b
+    }
+
+    async fn create(&mut self, name: &str, script: &str) -> String {
+        let id = format!("shimtest-{}-{name}", std::process::id());
+        let req = Request::Create {
+            id: id.clone(),
+            bundle: self.bundle(name, script),
+            runtime: self.runtime(),
+            log_path: Some(self.dir.path().join("logs").join(format!("{name}.log"))),
+        };
+        self.ids.push(id.clone());
+        assert_eq!(call(&self.socket, &req).await.unwrap(), Response::Ok);
+        id
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        let root = self.runtime().root;
+        for id in &self.ids {
+            let _ = Command::new(RUNC)
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force", id])
+                .output();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // runc removed each container's cgroup; remove the parents we named.
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let parent = ctrl.path().join("berth-shim-test");
+            let _ = std::fs::remove_dir(parent.join(std::process::id().to_string()));
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+fn state_of(r: Response) -> berth_cri::shim::proto::ContainerState {
+    match r {
+        Response::State { state } => state,
+        other => panic!("expected a state, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn runs_a_container_records_its_exit_and_writes_cri_logs() {
+    let mut s = Shim::start();
+    let id = s.create("c1", "echo hello; echo oops >&2; exit 3").await;
+    let st = state_of(
+        call(&s.socket, &Request::State { id: id.clone() })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(st.status, Status::Created);
+    assert!(st.pid > 0);
+
+    assert_eq!(
+        call(&s.socket, &Request::Start { id: id.clone() })
+            .await
+            .unwrap(),
+        Response::Ok
+    );
+    let st = state_of(
+        call(&s.socket, &Request::Wait { id: id.clone() })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(st.status, Status::Exited);
+    assert_eq!(st.exit_code, Some(3));
+    assert!(st.finished_at.unwrap() >= st.started_at.unwrap());
+
+    // The exit status is on disk, for a berthd that was down meanwhile.
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            s.dir
+                .path()
+                .join("shim/containers")
+                .join(format!("{id}.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["exit_code"], 3);
+
+    // The CRI log: both streams, in CRI format. The copy threads may still
+    // be draining right after the exit.
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = s.log("c1");
+        if log.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(log.lines().any(|l| l.ends_with(" stdout F hello")), "{log}");
+    assert!(log.lines().any(|l| l.ends_with(" stderr F oops")), "{log}");
+    let ts = log.lines().next().unwrap().split(' ').next().unwrap();
+    assert!(ts.ends_with('Z') && ts.len() == 30, "timestamp {ts}");
+
+    // Delete: gone from the shim and from runc.
+    assert_eq!(
+        call(&s.socket, &Request::Delete { id: id.clone() })
+            .await
+            .unwrap(),
+        Response::Ok
+    );
+    assert!(matches!(
+        call(&s.socket, &Request::State { id: id.clone() })
+            .await
+            .unwrap(),
+        Response::Error { .. }
+    ));
+    let list = Command::new(RUNC)
+        .arg("--root")
+        .arg(s.runtime().root)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(&id));
+}
+
+#[tokio::test]
+async fn kill_stops_a_running_container_and_shutdown_waits_for_none_left() {
+    let mut s = Shim::start();
+    let id = s.create("c2", "echo up; exec sleep 1000").await;
+    assert_eq!(
+        call(&s.socket, &Request::Start { id: id.clone() })
+            .await
+            .unwrap(),
+        Response::Ok
+    );
+    let st = state_of(
+        call(&s.socket, &Request::State { id: id.clone() })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(st.status, Status::Running);
+
+    // Delete of a running container is refused; so is Shutdown.
+    assert!(matches!(
+        call(&s.socket, &Request::Delete { id: id.clone() })
+            .await
+            .unwrap(),
+        Response::Error { .. }
+    ));
+    assert!(matches!(
+        call(&s.socket, &Request::Shutdown).await.unwrap(),
+        Response::Error { .. }
+    ));
+
+    assert_eq!(
+        call(
+            &s.socket,
+            &Request::Kill {
+                id: id.clone(),
+                signal: 9,
+                all: false
+            }
+        )
+        .await
+        .unwrap(),
+        Response::Ok
+    );
+    let st = state_of(
+        call(&s.socket, &Request::Wait { id: id.clone() })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(st.exit_code, Some(137), "SIGKILL is exit code 128+9");
+    // Killing an exited container is fine.
+    assert_eq!(
+        call(
+            &s.socket,
+            &Request::Kill {
+                id: id.clone(),
+                signal: 9,
+                all: false
+            }
+        )
+        .await
+        .unwrap(),
+        Response::Ok
+    );
+    assert_eq!(
+        call(&s.socket, &Request::Delete { id: id.clone() })
+            .await
+            .unwrap(),
+        Response::Ok
+    );
+
+    assert_eq!(
+        call(&s.socket, &Request::Shutdown).await.unwrap(),
+        Response::Ok
+    );
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "shim exit {status}");
+}
+
+#[tokio::test]
+async fn runtime_errors_come_back_with_the_runtime_message() {
+    let mut s = Shim::start();
+    let id = format!("shimtest-{}-bad", std::process::id());
+    let bundle = s.bundle("bad", "true");
+    std::fs::remove_dir_all(bundle.join("rootfs")).unwrap();
+    s.ids.push(id.clone());
+    let r = call(
+        &s.socket,
+        &Request::Create {
+            id: id.clone(),
+            bundle,
+            runtime: s.runtime(),
+            log_path: None,
+        },
+    )
+    .await
+    .unwrap();
+    match r {
+        Response::Error { message, .. } => assert!(message.contains("runc create"), "{message}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    let bad = call(&s.socket, &Request::Start { id: "nope".into() })
+        .await
+        .unwrap();
+    assert!(matches!(
+        bad,
+        Response::Error {
+            kind: berth_cri::shim::proto::ErrorKind::NotFound,
+            ..
+        }
+    ));
+    let _ = Path::new("/");
+}
