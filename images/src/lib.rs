@@ -2,6 +2,7 @@
 //! snapshots and image metadata. It knows nothing of CRI or Kubernetes.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod manifest;
@@ -13,6 +14,7 @@ pub mod rootfs;
 pub mod store;
 pub mod unpack;
 
+pub use cli::cli_main;
 pub use digest::{Digest, DigestError};
 pub use platform::Platform;
 pub use pull::{Error, ImageStore, Progress, StoreOptions};
