@@ -535,3 +535,79 @@ fn read_all(p: &Path) -> Vec<u8> {
     std::fs::File::open(p).unwrap().read_to_end(&mut v).unwrap();
     v
 }
+
+/// Child half of `resumes_after_kill_9`: pulls from the hanging server
+/// until the parent kills it. Does nothing in a normal test run.
+#[test]
+fn kill_9_child_pull() {
+    let Ok(spec) = std::env::var("BERTH_IMAGES_KILL_CHILD") else {
+        return;
+    };
+    let (root, addr) = spec.split_once('|').unwrap();
+    let s = plain_store(Path::new(root), addr);
+    let r = ImageRef::parse(&format!("{addr}/t/img:latest")).unwrap();
+    let _ = rt().block_on(s.pull(&r, None));
+}
+
+#[test]
+fn resumes_after_kill_9() {
+    let rt = rt();
+    let blobs = Arc::new(synthetic_image());
+    let hang = fake_registry(&rt, blobs.clone(), Mode::CutHang);
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = dir
+        .path()
+        .join(format!("ingest/sha256-{}", blobs.layer.0.hex()));
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "kill_9_child_pull", "--nocapture"])
+        .env(
+            "BERTH_IMAGES_KILL_CHILD",
+            format!("{}|{}", dir.path().display(), hang.addr),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let half = blobs.layer.1.len() as u64 / 2;
+    let t = std::time::Instant::now();
+    while ingest.metadata().map(|m| m.len()).unwrap_or(0) < half {
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "child never wrote half the layer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let s = plain_store(dir.path(), &hang.addr);
+    assert!(
+        s.content().size(&blobs.layer.0).is_none(),
+        "partial blob visible"
+    );
+    assert!(s.snapshots().list().is_empty(), "half snapshot visible");
+    let honest = fake_registry(&rt, blobs.clone(), Mode::Honest);
+    let s = plain_store(dir.path(), &honest.addr);
+    let r = ImageRef::parse(&format!("{}/t/img:latest", honest.addr)).unwrap();
+    let rec = rt.block_on(s.pull(&r, None)).unwrap();
+    let ranges = honest.ranges.lock().unwrap().clone();
+    assert_eq!(ranges.len(), 1);
+    assert_eq!(
+        ranges[0].parse::<u64>().unwrap(),
+        half,
+        "not resumed where the kill left it"
+    );
+    assert_eq!(
+        lookup(&s, &rec, "data.bin")
+            .unwrap()
+            .metadata()
+            .unwrap()
+            .len(),
+        1_600_000
+    );
+    // No temp snapshot of the killed process is left behind.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("snapshots/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
