@@ -120,6 +120,25 @@ pub fn mount_overlay(dir: &Path, lowerdirs: &[PathBuf]) -> Result<Rootfs, Rootfs
     })
 }
 
+/// An overlay rootfs, or a copied one where overlay cannot be mounted
+/// (no overlayfs, or an upper filesystem it refuses).
+pub fn prepare(dir: &Path, lowerdirs: &[PathBuf]) -> Result<Rootfs, RootfsError> {
+    match mount_overlay(dir, lowerdirs) {
+        Ok(r) => Ok(r),
+        Err(RootfsError::Io {
+            op: "mount overlay",
+            source,
+            ..
+        }) => {
+            tracing::warn!(dir = %dir.display(), error = %source, "overlay mount failed; copying the rootfs");
+            let _ = fs::remove_dir_all(dir.join("upper"));
+            let _ = fs::remove_dir_all(dir.join("work"));
+            crate::rootfs_copy::copy_rootfs(dir, lowerdirs)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Unmounts (lazily, so a busy mount still goes) and deletes the folder.
 /// Safe to call again after a crash: missing mounts and folders are fine.
 pub fn remove(dir: &Path) -> Result<(), RootfsError> {

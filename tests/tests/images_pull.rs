@@ -147,6 +147,41 @@ fn mounts_overlay_rootfs_with_whiteouts_applied() {
 }
 
 #[test]
+fn copied_rootfs_matches_overlay_view() {
+    let b = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir.path().join("root"), |_| {});
+    let r = ImageRef::parse(&format!("{}/library/busybox:latest", b.plain)).unwrap();
+    let rec = rt().block_on(s.pull(&r, None)).unwrap();
+    let copy =
+        berth_images::rootfs_copy::copy_rootfs(&dir.path().join("c"), &s.lowerdirs(&rec)).unwrap();
+    let ovl_dir = dir.path().join("o");
+    let ovl = berth_images::rootfs::mount_overlay(&ovl_dir, &s.lowerdirs(&rec)).unwrap();
+    let listing = |root: &Path| {
+        let out = std::process::Command::new("find")
+            .arg(".")
+            .args(["-printf", "%p %y %m %U %G %s %l\n"])
+            .current_dir(root)
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with(". "))
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, o) = (listing(&copy.rootfs), listing(&ovl.rootfs));
+    berth_images::rootfs::remove(&ovl_dir).unwrap();
+    assert_eq!(a, o);
+    assert!(!copy.rootfs.join("etc/motd").exists());
+    assert!(copy.rootfs.join("bin/busybox").exists());
+    berth_images::rootfs::remove(&dir.path().join("c")).unwrap();
+}
+
+#[test]
 fn selects_other_platforms_and_explains_missing_ones() {
     let b = bed();
     let dir = tempfile::tempdir().unwrap();
