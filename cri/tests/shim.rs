@@ -9,7 +9,11 @@ use std::process::{Child, Command, Stdio};
 use berth_cri::shim::client::call;
 use berth_cri::shim::proto::{Request, Response, RuntimeCmd, Status};
 
-const RUNC: &str = "/usr/sbin/runc";
+/// The OCI runtime the shim drives: runc by default; set
+/// BERTH_SHIM_TEST_RUNTIME to run the same tests through berth-runc.
+static RUNC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("BERTH_SHIM_TEST_RUNTIME").unwrap_or_else(|_| "/usr/sbin/runc".into())
+});
 
 struct Shim {
     child: Child,
@@ -46,7 +50,7 @@ impl Shim {
 
     fn runtime(&self) -> RuntimeCmd {
         RuntimeCmd {
-            binary: RUNC.into(),
+            binary: RUNC.as_str().into(),
             root: self.dir.path().join("runc-root"),
         }
     }
@@ -64,7 +68,7 @@ impl Shim {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
         assert!(
-            Command::new(RUNC)
+            Command::new(&*RUNC)
                 .arg("spec")
                 .current_dir(&b)
                 .status()
@@ -105,7 +109,7 @@ impl Drop for Shim {
     fn drop(&mut self) {
         let root = self.runtime().root;
         for id in &self.ids {
-            let _ = Command::new(RUNC)
+            let _ = Command::new(&*RUNC)
                 .arg("--root")
                 .arg(&root)
                 .args(["delete", "--force", id])
@@ -201,7 +205,7 @@ async fn runs_a_container_records_its_exit_and_writes_cri_logs() {
             .unwrap(),
         Response::Error { .. }
     ));
-    let list = Command::new(RUNC)
+    let list = Command::new(&*RUNC)
         .arg("--root")
         .arg(s.runtime().root)
         .args(["list", "-q"])
