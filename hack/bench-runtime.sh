@@ -28,8 +28,8 @@ fi
 WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
 cleanup() {
     local r bin id
-    for r in berth-runc runc crun; do
-        bin=/usr/sbin/runc; [ $r = crun ] && bin=/usr/bin/crun; [ $r = berth-runc ] && bin=$BERTH
+    for r in berth-runc berth-runc-noseal runc crun; do
+        bin=/usr/sbin/runc; [ $r = crun ] && bin=/usr/bin/crun; case $r in berth-runc*) bin=$BERTH ;; esac
         for id in $(ls "$WORK/state-$r" 2>/dev/null); do
             [ -d "$WORK/state-$r/$id" ] || continue
             "$bin" --root "$WORK/state-$r" delete --force "$id" >/dev/null 2>&1 || true
@@ -61,13 +61,15 @@ import os, subprocess, sys, time, statistics, json
 n, work, berth = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 bundle = f"{work}/bundle"
 
+ENV = dict(os.environ)
+
 def timed(argv):
     """Run argv; return (seconds, exit code, peak RSS in KiB of its process tree)."""
     # stderr to a file: after `create` the container's init holds the
     # runtime's stdio, so a pipe would not see EOF until the container ends.
     with open(f"{work}/stderr", "w+") as ef:
         t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=ef)
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=ef, env=ENV)
         _, status, ru = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -82,7 +84,7 @@ def peak_rss_kb(name, binary, samples=5):
     for i in range(samples):
         with open(f"{work}/rss", "w+") as ef:
             subprocess.run(["/usr/bin/time", "-f", "%M", binary, "--root", root, "run", "--bundle", bundle,
-                            f"rss-{name}-{i}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=ef)
+                            f"rss-{name}-{i}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=ef, env=ENV)
             ef.seek(0)
             last = ef.read().strip().splitlines()[-1:]
         if last and last[0].isdigit():
@@ -133,10 +135,14 @@ for _ in range(n):
     floor.append(dt)
 floor_med = statistics.median(floor)
 
-runtimes = [("berth-runc", berth), ("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")]
+# "berth-runc-noseal" skips the sealed-memfd re-exec (CVE-2019-5736
+# protection) to show what the protection costs.
+runtimes = [("berth-runc", berth, {}), ("berth-runc-noseal", berth, {"BERTH_RUNC_UNSEALED_FOR_BENCHMARK": "1"}),
+            ("runc", "/usr/sbin/runc", {}), ("crun", "/usr/bin/crun", {})]
 rows, notes = [], []
 res = {}
-for name, binary in runtimes:
+for name, binary, extra in runtimes:
+    ENV = dict(os.environ, **extra)
     if not os.path.exists(binary):
         notes.append(f"{name}: not installed"); continue
     r, err = bench_run(name, binary)
@@ -151,7 +157,7 @@ for name, binary in runtimes:
 def ms(x): return f"{x*1000:.2f}"
 print()
 print(f"lifecycle of /bin/true with cgroups, N={n}, median ms (p90); peak RSS of `run` (runtime + its init, /usr/bin/time %M)")
-print(f"{'runtime':<12} {'run (c+s+w+d)':>16} {'p90':>8} {'4 commands':>12} {'vs runc':>8} {'vs floor':>9} {'peak RSS':>10}")
+print(f"{'runtime':<18} {'run (c+s+w+d)':>16} {'p90':>8} {'4 commands':>12} {'vs runc':>8} {'vs floor':>9} {'peak RSS':>10}")
 runc_med = statistics.median(res["runc"][0][0]) if "runc" in res else None
 for name, ((t, rss), steps) in res.items():
     med = statistics.median(t)
@@ -159,8 +165,8 @@ for name, ((t, rss), steps) in res.items():
     smed = ms(statistics.median(steps[0])) if steps else "-"
     srss = rss
     ratio = f"{med / runc_med:.2f}x" if runc_med else "-"
-    print(f"{name:<12} {ms(med):>16} {ms(p90):>8} {smed:>12} {ratio:>8} {med / floor_med:>8.2f}x {srss/1024:>8.1f}MB")
-print(f"{'floor':<12} {ms(floor_med):>16} {ms(sorted(floor)[int(n*0.9)-1]):>8} {'':>12} {'':>8} {'1.00x':>9}   (unshare -pmuin --fork /bin/true)")
+    print(f"{name:<18} {ms(med):>16} {ms(p90):>8} {smed:>12} {ratio:>8} {med / floor_med:>8.2f}x {srss/1024:>8.1f}MB")
+print(f"{'floor':<18} {ms(floor_med):>16} {ms(sorted(floor)[int(n*0.9)-1]):>8} {'':>12} {'':>8} {'1.00x':>9}   (unshare -pmuin --fork /bin/true)")
 for x in notes:
     print("note:", x)
 PY

@@ -138,9 +138,15 @@ fn create_start_kill_delete_walks_the_states() {
     assert_eq!(st["bundle"], b.dir.to_str().unwrap());
     let pid = st["pid"].as_i64().unwrap();
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
-    // created: the init waits, the process has not been exec'd yet.
+    // created: the init waits, the process has not been exec'd yet, and
+    // the init runs from a sealed memfd copy of the runtime (CVE-2019-5736).
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_ne!(comm.trim(), "sleep");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:berth-runc"),
+        "{exe:?}"
+    );
     let l = b.runc(&["list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_slice(&l.stdout).unwrap();
     assert_eq!(list[0]["status"], "created");

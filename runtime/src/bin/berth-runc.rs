@@ -210,6 +210,19 @@ struct UpdateArgs {
 fn main() {
     let cli = Cli::parse();
     log::init(cli.log.as_deref(), cli.log_format == "json", cli.debug);
+    // Commands whose processes enter a container run from a sealed copy of
+    // this binary (CVE-2019-5736). Off only for measuring its cost.
+    let enters = matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_));
+    if enters
+        && std::env::var_os("BERTH_RUNC_UNSEALED_FOR_BENCHMARK").is_none()
+        && let Err(e) = berth_runtime::sys::exe::ensure_sealed()
+    {
+        log::error(&format!(
+            "re-exec from a sealed copy of the runtime binary: {e}"
+        ));
+        std::process::exit(1);
+    }
+
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

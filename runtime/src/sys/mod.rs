@@ -3,6 +3,7 @@
 //! `unsafe` in the crate's process code goes through here.
 
 pub mod caps;
+pub mod exe;
 pub mod fd;
 
 use std::ffi::{CStr, CString};
