@@ -72,6 +72,13 @@ enum Cmd {
     Rm { references: Vec<String> },
     /// Delete blobs and snapshots no image uses.
     Prune,
+    /// Import an OCI archive (oci-archive tar); NAME names untagged entries.
+    Import {
+        archive: PathBuf,
+        name: Option<String>,
+    },
+    /// Export an image as an OCI archive.
+    Export { reference: String, archive: PathBuf },
     /// Disk usage of blobs and snapshots.
     Df,
 }
@@ -228,6 +235,40 @@ async fn run(cli: Cli) -> Result<(), String> {
             let store = ImageStore::open(opts).map_err(|e| chain(&e))?;
             let freed = store.gc().map_err(|e| chain(&e))?;
             println!("freed {:.1} MB", freed as f64 / 1e6);
+            Ok(())
+        }
+        Cmd::Import { archive, name } => {
+            let name = name
+                .map(|n| ImageRef::parse_named(&n))
+                .transpose()
+                .map_err(|e| chain(&e))?;
+            let store = ImageStore::open(opts).map_err(|e| chain(&e))?;
+            for rec in store
+                .import_oci_archive(&archive, name.as_ref())
+                .await
+                .map_err(|e| chain(&e))?
+            {
+                println!("imported {} {}", rec.names.join(","), rec.id);
+            }
+            Ok(())
+        }
+        Cmd::Export { reference, archive } => {
+            let store = ImageStore::open(opts).map_err(|e| chain(&e))?;
+            let rec = store
+                .get(&reference)
+                .map_err(|e| chain(&e))?
+                .ok_or(format!("image {reference}: not found"))?;
+            let name = rec
+                .names
+                .first()
+                .and_then(|n| ImageRef::parse(n).ok())
+                .or_else(|| ImageRef::parse(&reference).ok())
+                .ok_or(format!("image {reference}: no name to export it under"))?;
+            store
+                .export_oci_archive(&rec, &name, &archive)
+                .await
+                .map_err(|e| chain(&e))?;
+            println!("exported {name} to {}", archive.display());
             Ok(())
         }
         Cmd::Df => {

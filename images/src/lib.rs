@@ -20,6 +20,7 @@
 //!   the async side only moves bytes (`pull`).
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod digest;

@@ -73,6 +73,8 @@ pub enum Error {
     NotFound(String),
     #[error("image {reference}: layer {digest}: download interrupted too often")]
     Interrupted { reference: String, digest: Digest },
+    #[error(transparent)]
+    Archive(Box<crate::archive::ArchiveError>),
     #[error("background task failed")]
     Join(#[source] tokio::task::JoinError),
 }
@@ -157,6 +159,9 @@ impl ImageStore {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+    pub fn platform(&self) -> Platform {
+        self.opts.platform.clone()
+    }
 
     /// Pulls `r` for the configured platform and records it.
     pub async fn pull(
@@ -198,6 +203,26 @@ impl ImageStore {
                     }
                 }
             }
+        };
+        self.install(r, &manifest, manifest_digest, top_digest, progress)
+            .await
+    }
+
+    /// Makes the image `manifest` describes usable: config (from the store
+    /// or the registry), layers unpacked into snapshots (from stored blobs
+    /// or the registry), and its record. `top_digest` is what `r` resolved
+    /// to (the index for multi-platform images).
+    pub async fn install(
+        self: &Arc<Self>,
+        r: &ImageRef,
+        manifest: &manifest::Manifest,
+        manifest_digest: Digest,
+        top_digest: Digest,
+        progress: Option<Arc<dyn Progress>>,
+    ) -> Result<ImageRecord, Error> {
+        let man_err = |source| Error::Manifest {
+            reference: r.to_string(),
+            source,
         };
         let config_bytes = self.fetch_small(r, &manifest.config).await?;
         let config = ImageConfig::parse(&config_bytes).map_err(man_err)?;

@@ -182,6 +182,37 @@ fn copied_rootfs_matches_overlay_view() {
 }
 
 #[test]
+fn exports_and_imports_oci_archive_offline() {
+    let b = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir.path().join("a"), |_| {});
+    let r = ImageRef::parse(&format!("{}/library/busybox:latest", b.plain)).unwrap();
+    let rec = rt().block_on(s.pull(&r, None)).unwrap();
+    let ar = dir.path().join("bb.tar");
+    rt().block_on(s.export_oci_archive(&rec, &r, &ar)).unwrap();
+    // A second store with no registry reachable at all.
+    let s2 = store(&dir.path().join("b"), |o| {
+        o.registry.hosts = HostsDir {
+            dir: None,
+            plain_http: vec![],
+        };
+        o.registry.attempts = 1;
+    });
+    let got = rt().block_on(s2.import_oci_archive(&ar, None)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, rec.id);
+    assert_eq!(got[0].names, vec![r.to_string()]);
+    assert!(lookup(&s2, &got[0], "bin/busybox").is_some());
+    // A corrupted archive (a blob byte flipped) is refused.
+    let mut bytes = std::fs::read(&ar).unwrap();
+    let at = bytes.len() - 4096;
+    bytes[at] ^= 0xff;
+    std::fs::write(&ar, bytes).unwrap();
+    let s3 = store(&dir.path().join("c"), |_| {});
+    assert!(rt().block_on(s3.import_oci_archive(&ar, None)).is_err());
+}
+
+#[test]
 fn selects_other_platforms_and_explains_missing_ones() {
     let b = bed();
     let dir = tempfile::tempdir().unwrap();
