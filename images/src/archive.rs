@@ -34,7 +34,7 @@ pub enum ArchiveError {
         path: PathBuf,
         entry: String,
         #[source]
-        source: crate::store::content::ContentError,
+        source: Box<crate::store::content::ContentError>,
     },
     #[error("archive {path}: no index.json")]
     NoIndex { path: PathBuf },
@@ -195,7 +195,7 @@ fn read_blobs(
         let blob_err = |source| ArchiveError::Blob {
             path: path.to_path_buf(),
             entry: entry.clone(),
-            source,
+            source: Box::new(source),
         };
         let Some(mut w) = cs.ingest(&d, size).map_err(blob_err)? else {
             continue;
