@@ -156,6 +156,7 @@ pub fn apply_tar<R: Read>(dir: &Path, tar: R, limits: Limits) -> Result<Applied,
     let mut ap = Applier {
         root,
         dir_times: Vec::new(),
+        buf: vec![0u8; 256 * 1024],
     };
     let mut entries = 0u64;
     {
@@ -203,6 +204,8 @@ struct Applier {
     root: Root,
     /// Directory mtimes are set last: creating children changes them.
     dir_times: Vec<(CleanPath, i64)>,
+    /// One copy buffer for the whole layer (not one per file).
+    buf: Vec<u8>,
 }
 
 fn fs_err<'a>(path: &'a CleanPath, op: &'static str) -> impl FnOnce(Errno) -> UnpackError + 'a {
@@ -335,7 +338,7 @@ impl Applier {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = self.create_file(&parent, name, &path)?;
                 let mut f = std::fs::File::from(fd);
-                copy_data(e, &mut f).map_err(|err| UnpackError::Fs {
+                copy_data(e, &mut f, &mut self.buf).map_err(|err| UnpackError::Fs {
                     path: path.display(),
                     op: "write file",
                     source: err,
@@ -581,11 +584,10 @@ fn set_xattrs_fd(
     Ok(())
 }
 
-fn copy_data<R: Read>(e: &mut R, f: &mut std::fs::File) -> io::Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
+fn copy_data<R: Read>(e: &mut R, f: &mut std::fs::File, buf: &mut [u8]) -> io::Result<u64> {
     let mut total = 0;
     loop {
-        let n = e.read(&mut buf)?;
+        let n = e.read(buf)?;
         if n == 0 {
             return Ok(total);
         }
