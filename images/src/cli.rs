@@ -233,7 +233,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Prune => {
             let store = ImageStore::open(opts).map_err(|e| chain(&e))?;
-            let freed = store.gc().map_err(|e| chain(&e))?;
+            let freed = store.gc().await.map_err(|e| chain(&e))?;
             println!("freed {:.1} MB", freed as f64 / 1e6);
             Ok(())
         }

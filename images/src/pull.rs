@@ -117,6 +117,9 @@ pub struct ImageStore {
     snapshots: Snapshots,
     meta: ImageMeta,
     inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pulls and imports hold it shared, GC exclusively: blobs and
+    /// snapshots of an install in progress have no record yet.
+    gc_lock: tokio::sync::RwLock<()>,
 }
 
 struct LayerJob {
@@ -146,6 +149,7 @@ impl ImageStore {
             meta: ImageMeta::open(&opts.root),
             content,
             inflight: Mutex::default(),
+            gc_lock: tokio::sync::RwLock::new(()),
             opts,
         }))
     }
@@ -159,6 +163,10 @@ impl ImageStore {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+    /// Holds off GC while an import writes blobs that no record names yet.
+    pub(crate) async fn gc_read(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gc_lock.read().await
+    }
     pub fn platform(&self) -> Platform {
         self.opts.platform.clone()
     }
@@ -169,6 +177,7 @@ impl ImageStore {
         r: &ImageRef,
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<ImageRecord, Error> {
+        let _gc = self.gc_lock.read().await;
         let reg_err = |source| Error::Registry {
             reference: r.to_string(),
             source: Box::new(source),
@@ -611,7 +620,15 @@ impl ImageStore {
     /// Deletes blobs and snapshots no image references. Safe to run after
     /// a crash: anything referenced by a record is kept; a snapshot is
     /// renamed aside before it is deleted. Returns bytes freed.
-    pub fn gc(&self) -> Result<u64, Error> {
+    pub async fn gc(self: &Arc<Self>) -> Result<u64, Error> {
+        let _gc = self.gc_lock.write().await;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.gc_locked())
+            .await
+            .map_err(Error::Join)?
+    }
+
+    fn gc_locked(&self) -> Result<u64, Error> {
         let images = self.meta.list()?;
         let mut keep_blobs: HashSet<Digest> = HashSet::new();
         let mut keep_snaps: HashSet<Digest> = HashSet::new();

@@ -105,12 +105,16 @@ fn pulls_busybox_index_from_plain_registry() {
     // Records: get by short name, id prefix; pull again is a no-op.
     assert_eq!(s.get(&r.to_string()).unwrap().unwrap().id, rec.id);
     assert!(s.get(&rec.id.hex()[..12]).unwrap().is_some());
+    // HEAD resolves the tag to the index digest recorded as repo digest.
+    let (d, mt, _) = rt().block_on(s.registry().resolve(&r)).unwrap();
+    assert_eq!(rec.repo_digests, vec![r.with_digest(&d).to_string()]);
+    assert!(mt.contains("index"), "{mt}");
     let again = rt().block_on(s.pull(&r, None)).unwrap();
     assert_eq!(again.id, rec.id);
     assert_eq!(s.list().unwrap().len(), 1);
     // Remove then GC frees everything.
     s.remove(&r.to_string()).unwrap();
-    assert!(s.gc().unwrap() > 0);
+    assert!(rt().block_on(s.gc()).unwrap() > 0);
     assert!(s.snapshots().list().is_empty());
     assert!(s.content().list().unwrap().is_empty());
 }

@@ -223,6 +223,57 @@ impl Registry {
         })
     }
 
+    /// Resolves `r` to the digest, media type and size of what it names,
+    /// with a HEAD request (no body transferred). Registries that omit
+    /// `Docker-Content-Digest` on HEAD get a GET instead.
+    pub async fn resolve(&self, r: &ImageRef) -> Result<(Digest, String, u64), RegistryError> {
+        let object = r.object();
+        let mut errors = Vec::new();
+        for ep in self.endpoints(r)? {
+            if !ep.capabilities.resolve {
+                continue;
+            }
+            let suffix = format!("/manifests/{object}");
+            let res = self
+                .send(
+                    &ep,
+                    r.path(),
+                    Method::HEAD,
+                    &suffix,
+                    &[(header::ACCEPT, media::ACCEPT.to_owned())],
+                )
+                .await;
+            match res {
+                Ok(resp) if resp.status().is_success() => {
+                    let h = resp.headers();
+                    let media_type = h
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    let digest = h
+                        .get("docker-content-digest")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<Digest>().ok());
+                    match digest {
+                        Some(d) => return Ok((d, media_type, resp.content_length().unwrap_or(0))),
+                        None => {
+                            let m = self.get_manifest(&ep, r, &object, r.digest()).await?;
+                            let len = m.bytes.len() as u64;
+                            return Ok((m.digest, m.media_type, len));
+                        }
+                    }
+                }
+                Ok(resp) => errors.push(format!("{}: HEAD answered {}", ep.host, resp.status())),
+                Err(e) => errors.push(format!("{}: {}", ep.host, chain(&e))),
+            }
+        }
+        Err(RegistryError::AllEndpoints {
+            reference: r.to_string(),
+            errors,
+        })
+    }
+
     async fn get_manifest(
         &self,
         ep: &Endpoint,
