@@ -100,7 +100,7 @@ impl ImageStore {
                 }
             };
             out.push(
-                self.install(&r, &man, man_digest, d.digest.clone(), None)
+                self.install(&r, &man, man_digest, d.digest.clone(), None, None)
                     .await?,
             );
         }

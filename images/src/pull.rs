@@ -22,6 +22,7 @@ use crate::digest::Digest;
 use crate::manifest::{self, Compression, Descriptor, MAX_CONFIG_BYTES, ManifestKind};
 use crate::platform::Platform;
 use crate::reference::ImageRef;
+use crate::registry::auth::AuthConfig;
 use crate::registry::{self, Registry, RegistryError, RegistryOptions};
 use crate::store::content::{ContentError, ContentStore};
 use crate::store::images::{ImageMeta, ImageRecord, MetaError};
@@ -124,6 +125,7 @@ pub struct ImageStore {
 
 struct LayerJob {
     reference: ImageRef,
+    auth: Option<AuthConfig>,
     desc: Descriptor,
     compression: Compression,
     diff_id: Digest,
@@ -177,6 +179,17 @@ impl ImageStore {
         r: &ImageRef,
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<ImageRecord, Error> {
+        self.pull_with_auth(r, None, progress).await
+    }
+
+    /// Pulls with credentials for this request only (CRI `AuthConfig`),
+    /// used instead of the configured ones.
+    pub async fn pull_with_auth(
+        self: &Arc<Self>,
+        r: &ImageRef,
+        auth: Option<AuthConfig>,
+        progress: Option<Arc<dyn Progress>>,
+    ) -> Result<ImageRecord, Error> {
         let _gc = self.gc_lock.read().await;
         let reg_err = |source| Error::Registry {
             reference: r.to_string(),
@@ -188,7 +201,7 @@ impl ImageStore {
         };
         let top = self
             .registry
-            .fetch_manifest(r, &r.object())
+            .fetch_manifest(r, &r.object(), auth.as_ref())
             .await
             .map_err(reg_err)?;
         let top_digest = top.digest.clone();
@@ -199,7 +212,7 @@ impl ImageStore {
                 let d = ix.select(&self.opts.platform).map_err(man_err)?.clone();
                 let m = self
                     .registry
-                    .fetch_manifest(r, &d.digest.to_string())
+                    .fetch_manifest(r, &d.digest.to_string(), auth.as_ref())
                     .await
                     .map_err(reg_err)?;
                 self.store_small(r, &m.digest, m.bytes.clone()).await?;
@@ -213,7 +226,7 @@ impl ImageStore {
                 }
             }
         };
-        self.install(r, &manifest, manifest_digest, top_digest, progress)
+        self.install(r, &manifest, manifest_digest, top_digest, auth, progress)
             .await
     }
 
@@ -227,13 +240,14 @@ impl ImageStore {
         manifest: &manifest::Manifest,
         manifest_digest: Digest,
         top_digest: Digest,
+        auth: Option<AuthConfig>,
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<ImageRecord, Error> {
         let man_err = |source| Error::Manifest {
             reference: r.to_string(),
             source,
         };
-        let config_bytes = self.fetch_small(r, &manifest.config).await?;
+        let config_bytes = self.fetch_small(r, &manifest.config, auth.as_ref()).await?;
         let config = ImageConfig::parse(&config_bytes).map_err(man_err)?;
         if config.diff_ids.len() != manifest.layers.len() {
             return Err(man_err(manifest::ManifestError::LayerCount {
@@ -254,6 +268,7 @@ impl ImageStore {
         for (i, desc) in manifest.layers.iter().enumerate() {
             let job = LayerJob {
                 reference: r.clone(),
+                auth: auth.clone(),
                 desc: desc.clone(),
                 compression: manifest.compression(i),
                 diff_id: config.diff_ids[i].clone(),
@@ -483,7 +498,7 @@ impl ImageStore {
         while offset < total {
             let resp = self
                 .registry
-                .open_blob(r, digest, offset)
+                .open_blob(r, digest, offset, job.auth.as_ref())
                 .await
                 .map_err(|source| Error::Registry {
                     reference: r.to_string(),
@@ -551,7 +566,12 @@ impl ImageStore {
     }
 
     /// A small blob (config): from the store, else fetched, verified, kept.
-    async fn fetch_small(&self, r: &ImageRef, desc: &Descriptor) -> Result<Bytes, Error> {
+    async fn fetch_small(
+        &self,
+        r: &ImageRef,
+        desc: &Descriptor,
+        auth: Option<&AuthConfig>,
+    ) -> Result<Bytes, Error> {
         if self.content.size(&desc.digest) == Some(desc.size) {
             let cs = self.content.clone();
             let d = desc.digest.clone();
@@ -567,7 +587,7 @@ impl ImageStore {
         };
         let resp = self
             .registry
-            .open_blob(r, &desc.digest, 0)
+            .open_blob(r, &desc.digest, 0, auth)
             .await
             .map_err(reg_err)?;
         let mut out = Vec::with_capacity(desc.size.min(MAX_CONFIG_BYTES) as usize);

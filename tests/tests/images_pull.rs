@@ -106,7 +106,7 @@ fn pulls_busybox_index_from_plain_registry() {
     assert_eq!(s.get(&r.to_string()).unwrap().unwrap().id, rec.id);
     assert!(s.get(&rec.id.hex()[..12]).unwrap().is_some());
     // HEAD resolves the tag to the index digest recorded as repo digest.
-    let (d, mt, _) = rt().block_on(s.registry().resolve(&r)).unwrap();
+    let (d, mt, _) = rt().block_on(s.registry().resolve(&r, None)).unwrap();
     assert_eq!(rec.repo_digests, vec![r.with_digest(&d).to_string()]);
     assert!(mt.contains("index"), "{mt}");
     let again = rt().block_on(s.pull(&r, None)).unwrap();
@@ -271,6 +271,21 @@ fn pulls_over_tls_with_basic_auth_and_fails_with_wrong_password() {
     assert!(msg.contains("no credentials"), "{msg}");
     let rec = rt().block_on(mk(&b.pass).pull(&r, None)).unwrap();
     assert_eq!(rec.layers.len(), 3);
+    // Per-request credentials (CRI AuthConfig), and no leak of the cached
+    // authorization to a later request without them.
+    let s = store(&dir.path().join("per-request"), |o| {
+        o.registry.hosts = HostsDir {
+            dir: Some(b.certs_d.clone()),
+            plain_http: vec![],
+        }
+    });
+    let auth = AuthConfig::basic(&b.user, &b.pass);
+    rt().block_on(async {
+        s.pull_with_auth(&r, Some(auth), None).await.unwrap();
+        let web = ImageRef::parse(&format!("{}/berth/web:latest", b.tls)).unwrap();
+        let msg = berth_images::registry::chain(&s.pull(&web, None).await.unwrap_err());
+        assert!(msg.contains("no credentials"), "{msg}");
+    });
     // Without the CA the TLS registry is refused.
     let s = store(dir.path(), |o| {
         let mut c = Credentials::default();

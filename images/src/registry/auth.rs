@@ -298,6 +298,27 @@ impl TokenResponse {
     }
 }
 
+/// A short, non-reversible tag of a credential, for cache keys.
+pub fn fingerprint(a: Option<&AuthConfig>) -> String {
+    use sha2::Digest as _;
+    match a {
+        None => "anonymous".to_owned(),
+        Some(a) => {
+            let mut h = sha2::Sha256::new();
+            for part in [
+                &a.username,
+                &a.password,
+                &a.identity_token,
+                &a.registry_token,
+            ] {
+                h.update(part.as_bytes());
+                h.update([0u8]);
+            }
+            hex::encode(&h.finalize()[..8])
+        }
+    }
+}
+
 /// The pull scope of a repository.
 pub fn pull_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")

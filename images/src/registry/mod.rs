@@ -186,6 +186,7 @@ impl Registry {
         &self,
         r: &ImageRef,
         object: &str,
+        auth: Option<&AuthConfig>,
     ) -> Result<FetchedManifest, RegistryError> {
         let by_digest = object.parse::<Digest>().ok();
         let mut errors = Vec::new();
@@ -198,7 +199,10 @@ impl Registry {
             if !usable {
                 continue;
             }
-            match self.get_manifest(&ep, r, object, by_digest.as_ref()).await {
+            match self
+                .get_manifest(&ep, r, object, by_digest.as_ref(), auth)
+                .await
+            {
                 Ok(m) => return Ok(m),
                 Err(e @ RegistryError::DigestMismatch { .. }) => return Err(e),
                 Err(e) => {
@@ -226,7 +230,11 @@ impl Registry {
     /// Resolves `r` to the digest, media type and size of what it names,
     /// with a HEAD request (no body transferred). Registries that omit
     /// `Docker-Content-Digest` on HEAD get a GET instead.
-    pub async fn resolve(&self, r: &ImageRef) -> Result<(Digest, String, u64), RegistryError> {
+    pub async fn resolve(
+        &self,
+        r: &ImageRef,
+        auth: Option<&AuthConfig>,
+    ) -> Result<(Digest, String, u64), RegistryError> {
         let object = r.object();
         let mut errors = Vec::new();
         for ep in self.endpoints(r)? {
@@ -241,6 +249,7 @@ impl Registry {
                     Method::HEAD,
                     &suffix,
                     &[(header::ACCEPT, media::ACCEPT.to_owned())],
+                    auth,
                 )
                 .await;
             match res {
@@ -258,7 +267,7 @@ impl Registry {
                     match digest {
                         Some(d) => return Ok((d, media_type, resp.content_length().unwrap_or(0))),
                         None => {
-                            let m = self.get_manifest(&ep, r, &object, r.digest()).await?;
+                            let m = self.get_manifest(&ep, r, &object, r.digest(), auth).await?;
                             let len = m.bytes.len() as u64;
                             return Ok((m.digest, m.media_type, len));
                         }
@@ -280,6 +289,7 @@ impl Registry {
         r: &ImageRef,
         object: &str,
         want: Option<&Digest>,
+        auth: Option<&AuthConfig>,
     ) -> Result<FetchedManifest, RegistryError> {
         let suffix = format!("/manifests/{object}");
         let resp = self
@@ -289,6 +299,7 @@ impl Registry {
                 Method::GET,
                 &suffix,
                 &[(header::ACCEPT, media::ACCEPT.to_owned())],
+                auth,
             )
             .await?;
         let url = resp.url().to_string();
@@ -338,13 +349,14 @@ impl Registry {
         r: &ImageRef,
         digest: &Digest,
         offset: u64,
+        auth: Option<&AuthConfig>,
     ) -> Result<BlobResponse, RegistryError> {
         let mut errors = Vec::new();
         for ep in self.endpoints(r)? {
             if !ep.capabilities.pull {
                 continue;
             }
-            match self.open_blob_at(&ep, r, digest, offset).await {
+            match self.open_blob_at(&ep, r, digest, offset, auth).await {
                 Ok(b) => return Ok(b),
                 Err(e) => {
                     debug!(endpoint = %ep.host, error = %e, "blob endpoint failed");
@@ -364,13 +376,16 @@ impl Registry {
         r: &ImageRef,
         digest: &Digest,
         offset: u64,
+        auth: Option<&AuthConfig>,
     ) -> Result<BlobResponse, RegistryError> {
         let suffix = format!("/blobs/{digest}");
         let mut hdrs = vec![];
         if offset > 0 {
             hdrs.push((header::RANGE, format!("bytes={offset}-")));
         }
-        let resp = self.send(ep, r.path(), Method::GET, &suffix, &hdrs).await?;
+        let resp = self
+            .send(ep, r.path(), Method::GET, &suffix, &hdrs, auth)
+            .await?;
         let url = resp.url().to_string();
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
@@ -433,10 +448,17 @@ impl Registry {
         method: Method,
         suffix: &str,
         extra: &[(header::HeaderName, String)],
+        request_auth: Option<&AuthConfig>,
     ) -> Result<reqwest::Response, RegistryError> {
         let client = self.client(&ep.tls)?;
+        // Per-request credentials (CRI PullImage) win over configured ones.
+        // Tokens are cached per credential too, so a token fetched with one
+        // pod's pull secret never serves a request made without it.
+        let creds = request_auth
+            .cloned()
+            .or_else(|| self.opts.credentials.get(&hosts_key(ep)).cloned());
         let scope = auth::pull_scope(repo);
-        let creds = self.opts.credentials.get(&hosts_key(ep)).cloned();
+        let cache_key = format!("{scope}#{}", auth::fingerprint(creds.as_ref()));
         let mut scheme = match ep.scheme {
             Scheme::Http => "http",
             Scheme::Https => "https",
@@ -464,7 +486,7 @@ impl Registry {
             for (k, v) in &ep.headers {
                 req = req.header(k.as_str(), v);
             }
-            if let Some(a) = self.tokens.get(&ep.host, &scope) {
+            if let Some(a) = self.tokens.get(&ep.host, &cache_key) {
                 req = req.header(header::AUTHORIZATION, a.header_value());
             } else if let Some(c) = creds.as_ref().filter(|c| !c.registry_token.is_empty()) {
                 req = req.header(
@@ -507,9 +529,9 @@ impl Registry {
                     .filter_map(|v| v.to_str().ok())
                     .flat_map(auth::parse_challenges)
                     .collect::<Vec<_>>();
-                self.tokens.forget(&ep.host, &scope);
+                self.tokens.forget(&ep.host, &cache_key);
                 if self
-                    .authorize(&client, ep, &scope, creds.as_ref(), &challenges)
+                    .authorize(&client, ep, &scope, &cache_key, creds.as_ref(), &challenges)
                     .await?
                 {
                     continue;
@@ -551,6 +573,7 @@ impl Registry {
         client: &reqwest::Client,
         ep: &Endpoint,
         scope: &str,
+        cache_key: &str,
         creds: Option<&AuthConfig>,
         challenges: &[Challenge],
     ) -> Result<bool, RegistryError> {
@@ -575,7 +598,7 @@ impl Registry {
                     })?;
                     self.tokens.put(
                         &ep.host,
-                        scope,
+                        cache_key,
                         Authorization::Bearer(t.to_owned()),
                         token.ttl(),
                     );
@@ -588,7 +611,7 @@ impl Registry {
                     // Basic credentials do not expire; cache for long.
                     self.tokens.put(
                         &ep.host,
-                        scope,
+                        cache_key,
                         Authorization::basic(c),
                         Duration::from_secs(24 * 3600),
                     );
