@@ -334,6 +334,8 @@ enum Mode {
     CutOnce,
     /// Every layer request stops half-way and then hangs.
     CutHang,
+    /// Honest, behind a bearer token service at /token (basic u:p).
+    Bearer,
 }
 
 struct Fake {
@@ -430,6 +432,34 @@ fn fake_registry(rt: &tokio::runtime::Runtime, blobs: Arc<Blobs>, mode: Mode) ->
                     out
                 };
                 let layer_path = format!("/v2/t/img/blobs/{}", blobs.layer.0);
+                let lower = text.to_ascii_lowercase();
+                if mode == Mode::Bearer && path.starts_with("/token") {
+                    let resp = if lower.contains("authorization: basic dtpw")
+                        && path.contains("scope=repository%3At%2Fimg%3Apull")
+                    {
+                        seen.lock().unwrap().push("token".into());
+                        send("200 OK", "application/json", br#"{"token":"tok-1","expires_in":300}"#, String::new())
+                    } else {
+                        send("401 Unauthorized", "application/json", b"{}", String::new())
+                    };
+                    let _ = sock.write_all(&resp).await;
+                    return;
+                }
+                if mode == Mode::Bearer && !lower.contains("authorization: bearer tok-1") {
+                    let host = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("host: ").or_else(|| l.strip_prefix("Host: ")))
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    let challenge = format!(
+                        "WWW-Authenticate: Bearer realm=\"http://{host}/token\",service=\"fake\",scope=\"repository:t/img:pull\"\r\n"
+                    );
+                    let _ = sock
+                        .write_all(&send("401 Unauthorized", "application/json", b"{}", challenge))
+                        .await;
+                    return;
+                }
                 let resp = if path == "/v2/t/img/manifests/latest" {
                     send("200 OK", "application/vnd.oci.image.manifest.v1+json", &blobs.manifest, String::new())
                 } else if path == format!("/v2/t/img/blobs/{}", blobs.config.0) {
@@ -589,6 +619,28 @@ fn resumes_after_a_cancelled_pull() {
     );
     let f = lookup(&s, &rec, "data.bin").unwrap();
     assert_eq!(f.metadata().unwrap().len(), 1_600_000);
+}
+
+#[test]
+fn bearer_token_flow_fetches_one_token_per_scope() {
+    let rt = rt();
+    let blobs = Arc::new(synthetic_image());
+    let fake = fake_registry(&rt, blobs.clone(), Mode::Bearer);
+    let dir = tempfile::tempdir().unwrap();
+    let r = ImageRef::parse(&format!("{}/t/img:latest", fake.addr)).unwrap();
+    // Without credentials the token service refuses.
+    let s = plain_store(&dir.path().join("a"), &fake.addr);
+    let msg = berth_images::registry::chain(&rt.block_on(s.pull(&r, None)).unwrap_err());
+    assert!(
+        msg.contains("token endpoint") || msg.contains("authentication failed"),
+        "{msg}"
+    );
+    let s = plain_store(&dir.path().join("b"), &fake.addr);
+    let auth = AuthConfig::basic("u", "p");
+    let rec = rt.block_on(s.pull_with_auth(&r, Some(auth), None)).unwrap();
+    assert!(lookup(&s, &rec, "data.bin").is_some());
+    let seen = fake.ranges.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|x| *x == "token").count(), 1, "{seen:?}");
 }
 
 #[test]
