@@ -336,6 +336,8 @@ enum Mode {
     CutHang,
     /// Honest, behind a bearer token service at /token (basic u:p).
     Bearer,
+    /// The layer is answered with a 307 to /storage/<digest> (blob storage).
+    Redirect,
 }
 
 struct Fake {
@@ -460,6 +462,17 @@ fn fake_registry(rt: &tokio::runtime::Runtime, blobs: Arc<Blobs>, mode: Mode) ->
                         .await;
                     return;
                 }
+                if mode == Mode::Redirect && path == layer_path {
+                    seen.lock().unwrap().push("redirect".into());
+                    let loc = format!("Location: /storage/{}\r\n", blobs.layer.0);
+                    let _ = sock.write_all(&send("307 Temporary Redirect", "text/plain", b"", loc)).await;
+                    return;
+                }
+                let path = if mode == Mode::Redirect && path == format!("/storage/{}", blobs.layer.0) {
+                    layer_path.clone()
+                } else {
+                    path
+                };
                 let resp = if path == "/v2/t/img/manifests/latest" {
                     send("200 OK", "application/vnd.oci.image.manifest.v1+json", &blobs.manifest, String::new())
                 } else if path == format!("/v2/t/img/blobs/{}", blobs.config.0) {
@@ -641,6 +654,19 @@ fn bearer_token_flow_fetches_one_token_per_scope() {
     assert!(lookup(&s, &rec, "data.bin").is_some());
     let seen = fake.ranges.lock().unwrap().clone();
     assert_eq!(seen.iter().filter(|x| *x == "token").count(), 1, "{seen:?}");
+}
+
+#[test]
+fn follows_redirects_to_blob_storage() {
+    let rt = rt();
+    let blobs = Arc::new(synthetic_image());
+    let fake = fake_registry(&rt, blobs.clone(), Mode::Redirect);
+    let dir = tempfile::tempdir().unwrap();
+    let s = plain_store(dir.path(), &fake.addr);
+    let r = ImageRef::parse(&format!("{}/t/img:latest", fake.addr)).unwrap();
+    let rec = rt.block_on(s.pull(&r, None)).unwrap();
+    assert!(lookup(&s, &rec, "data.bin").is_some());
+    assert_eq!(fake.ranges.lock().unwrap().as_slice(), ["redirect", "0"]);
 }
 
 #[test]

@@ -196,3 +196,61 @@ fn find<'a>(images: &'a [ImageRecord], key: &str) -> Option<&'a ImageRecord> {
             m.next().is_none().then_some(first)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+
+    fn rec(id: char, names: &[&str]) -> ImageRecord {
+        let d: Digest = format!("sha256:{}", id.to_string().repeat(64))
+            .parse()
+            .unwrap();
+        ImageRecord {
+            id: d.clone(),
+            names: names.iter().map(|s| s.to_string()).collect(),
+            repo_digests: vec![],
+            manifest: d,
+            size: 1,
+            layers: vec![],
+            chain_ids: vec![],
+            config: ImageConfig {
+                platform: Platform::host(),
+                run: Default::default(),
+                diff_ids: vec![],
+                created: None,
+            },
+        }
+    }
+
+    #[test]
+    fn tags_move_between_images_and_records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = ImageMeta::open(dir.path());
+        m.put(rec(
+            'a',
+            &[
+                "docker.io/library/busybox:latest",
+                "docker.io/library/busybox:1",
+            ],
+        ))
+        .unwrap();
+        m.put(rec('b', &["docker.io/library/busybox:latest"]))
+            .unwrap();
+        let m = ImageMeta::open(dir.path());
+        let a = m
+            .get(&format!("sha256:{}", "a".repeat(64)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.names, vec!["docker.io/library/busybox:1"]);
+        // Short names are normalised; id prefixes work when unique.
+        assert_eq!(m.get("busybox").unwrap().unwrap().id.hex(), "b".repeat(64));
+        assert_eq!(m.get("aaaa").unwrap().unwrap().id.hex(), "a".repeat(64));
+        assert!(m.get("zzzz").unwrap().is_none());
+        assert!(m.remove("busybox:1").unwrap().is_some());
+        assert_eq!(m.list().unwrap().len(), 1);
+        // A torn write never happened: the file parses.
+        std::fs::write(dir.path().join("images.json"), b"{not json").unwrap();
+        assert!(matches!(m.list(), Err(MetaError::Corrupt { .. })));
+    }
+}
