@@ -4,8 +4,9 @@
 //! Import streams each blob into the content store (verified like a
 //! download: an archive is outside input), then installs every image the
 //! index names, for the store's platform. Export writes one image's
-//! manifest, config and layers from the content store. Docker `save`
-//! tarballs are not handled here yet.
+//! manifest, config and layers from the content store. `docker save` from
+//! Docker 25+ is an OCI layout and imports as such; the legacy format
+//! (manifest.json + uncompressed layer.tar folders) is refused clearly.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -38,6 +39,10 @@ pub enum ArchiveError {
     },
     #[error("archive {path}: no index.json")]
     NoIndex { path: PathBuf },
+    #[error(
+        "archive {path}: a legacy `docker save` tarball (manifest.json, no index.json); save it with Docker 25 or later (OCI layout) or convert it with skopeo"
+    )]
+    LegacyDockerSave { path: PathBuf },
     #[error("archive {path}: index entry {digest} has no usable name; pass one")]
     NoName { path: PathBuf, digest: Digest },
     #[error("archive {path}: blob {digest} is missing")]
@@ -173,6 +178,7 @@ fn read_blobs(
     let f = File::open(path).map_err(io_err)?;
     let mut ar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, f));
     let mut index = None;
+    let mut docker_manifest = false;
     for e in ar.entries().map_err(io_err)? {
         let mut e = e.map_err(io_err)?;
         let entry = String::from_utf8_lossy(&e.path_bytes()).into_owned();
@@ -185,6 +191,9 @@ fn read_blobs(
                 .map_err(io_err)?;
             index = Some(b);
             continue;
+        }
+        if clean == "manifest.json" {
+            docker_manifest = true;
         }
         let Some(rest) = clean.strip_prefix("blobs/") else {
             continue;
@@ -212,9 +221,15 @@ fn read_blobs(
         }
         w.commit().map_err(blob_err)?;
     }
-    index.ok_or_else(|| ArchiveError::NoIndex {
-        path: path.to_path_buf(),
-    })
+    match index {
+        Some(i) => Ok(i),
+        None if docker_manifest => Err(ArchiveError::LegacyDockerSave {
+            path: path.to_path_buf(),
+        }),
+        None => Err(ArchiveError::NoIndex {
+            path: path.to_path_buf(),
+        }),
+    }
 }
 
 fn write_archive(
