@@ -155,7 +155,7 @@ pub fn apply_tar<R: Read>(dir: &Path, tar: R, limits: Limits) -> Result<Applied,
     })?;
     let mut ap = Applier {
         root,
-        dir_times: Vec::new(),
+        dir_times: std::collections::HashMap::new(),
         buf: vec![0u8; 256 * 1024],
     };
     let mut entries = 0u64;
@@ -203,7 +203,8 @@ fn tar_err(e: io::Error, limits: Limits) -> UnpackError {
 struct Applier {
     root: Root,
     /// Directory mtimes are set last: creating children changes them.
-    dir_times: Vec<(CleanPath, i64)>,
+    /// A map, so a layer repeating one directory entry cannot grow it.
+    dir_times: std::collections::HashMap<CleanPath, i64>,
     /// One copy buffer for the whole layer (not one per file).
     buf: Vec<u8>,
 }
@@ -333,7 +334,7 @@ impl Applier {
                 rustix::fs::fchown(&fd, owner.0, owner.1).map_err(fs_err(&path, "chown"))?;
                 rustix::fs::fchmod(&fd, mode).map_err(fs_err(&path, "chmod"))?;
                 set_xattrs_fd(&fd, &xattrs, &path)?;
-                self.dir_times.push((path, mtime));
+                self.dir_times.insert(path, mtime);
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = self.create_file(&parent, name, &path)?;
@@ -520,7 +521,7 @@ impl Applier {
     fn finish(&mut self) -> Result<(), UnpackError> {
         let dirs = std::mem::take(&mut self.dir_times);
         self.root.invalidate();
-        for (p, mtime) in dirs.iter().rev() {
+        for (p, mtime) in &dirs {
             let Ok(parent) = self.root.open_dir(&p.parent(), OFlags::PATH) else {
                 continue;
             };

@@ -19,7 +19,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 /// A path inside a layer, cleaned: components without `.`, `..`, `/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CleanPath {
     comps: Vec<Vec<u8>>,
 }
