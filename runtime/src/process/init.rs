@@ -70,10 +70,20 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
     nix::sys::signal::SigSet::empty()
         .thread_set_mask()
         .map_err(nix("reset signal mask"))?;
+    // Until GO, the parent is moving us into the cgroup (on v1 the first
+    // cgroup.procs write waits for an RCU grace period, ~10 ms). Without a
+    // user namespace nothing before the cgroup mounts depends on it, so the
+    // rootfs work overlaps with that wait.
+    let mut barrier = CgroupBarrier {
+        go_pending: false,
+        unshare: ns.is_new(NsKind::Cgroup),
+    };
     if direct {
-        wait_go(sock)?;
         if ns.is_new(NsKind::User) {
+            wait_go(sock)?;
             become_ns_root()?;
+        } else {
+            barrier.go_pending = true;
         }
         join_namespaces(args, false)?;
     } else {
@@ -104,10 +114,6 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
             sys::exit_now(0);
         }
     }
-    if ns.is_new(NsKind::Cgroup) {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(nix("unshare cgroup namespace"))?;
-    }
     if let Some(adj) = cfg.process.oom_score_adj {
         set_oom_score_adj(adj)?;
     }
@@ -119,8 +125,12 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
     let root = rootfs::bind_rootfs(&cfg.root.path, cfg.root.propagation)?;
     let cgroupns = ns.has(NsKind::Cgroup);
     for m in &cfg.mounts {
+        if m.kind == crate::config::MountKind::Cgroup {
+            barrier.pass(sock)?;
+        }
         mount::mount_one(root.as_fd(), m, args.cgroup, cgroupns)?;
     }
+    barrier.pass(sock)?;
     let dev_bound = cfg.mounts.iter().any(|m| {
         m.destination == "/dev" && matches!(m.kind, crate::config::MountKind::Bind { .. })
     });
@@ -323,6 +333,26 @@ fn wait_start(listener: BorrowedFd<'_>) -> Result<(), InitError> {
     let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) };
     nix::unistd::write(&conn, b"0").map_err(nix("start: reply"))?;
     Ok(())
+}
+
+/// In the cgroup (GO received) and, with a new cgroup namespace, unshared
+/// into it, so that namespace's root is the container's cgroup.
+struct CgroupBarrier {
+    go_pending: bool,
+    unshare: bool,
+}
+
+impl CgroupBarrier {
+    fn pass(&mut self, sock: BorrowedFd<'_>) -> Result<(), InitError> {
+        if std::mem::take(&mut self.go_pending) {
+            wait_go(sock)?;
+        }
+        if std::mem::take(&mut self.unshare) {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(nix("unshare cgroup namespace"))?;
+        }
+        Ok(())
+    }
 }
 
 fn become_ns_root() -> Result<(), InitError> {
