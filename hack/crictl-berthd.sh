@@ -22,6 +22,8 @@ cleanup() {
         kill -TERM "$PID" 2>/dev/null || true
         wait "$PID" 2>/dev/null || true
     fi
+    # Shims this run started (their command lines name $WORK), by PID.
+    for p in $(pgrep -f "[b]erth-shim --dir $WORK" || true); do kill -KILL "$p" 2>/dev/null || true; done
     for m in "$WORK"/state/ns/* "$WORK/state/ns"; do umount -l "$m" 2>/dev/null || true; done
     ip link del "$BRIDGE" 2>/dev/null || true
     rm -rf "$WORK"
@@ -79,8 +81,10 @@ check "crictl runp of the same pod again returns the same id" bash -c \
 check "crictl stopp" crictl_ stopp "$POD"
 check "crictl inspectp shows NotReady after stopp" bash -c \
     "$(declare -f crictl_); BIN=$BIN SOCK=$SOCK; crictl_ inspectp $POD | jq -e '.status.state == \"SANDBOX_NOTREADY\"'"
+check "a berth-shim monitors the pod" bash -c "pgrep -f '[b]erth-shim --dir $WORK' >/dev/null"
 check "crictl rmp" crictl_ rmp "$POD"
 check "crictl pods is empty after rmp" bash -c "$(declare -f crictl_); BIN=$BIN SOCK=$SOCK; [ -z \"\$(crictl_ pods -q)\" ]"
+check "the pod's berth-shim exited after rmp" bash -c "for i in \$(seq 50); do pgrep -f '[b]erth-shim --dir $WORK' >/dev/null || exit 0; sleep 0.1; done; exit 1"
 check "berthd exits 0 on SIGTERM" bash -c "kill -TERM $PID; for i in \$(seq 100); do kill -0 $PID 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
 rc=0; wait "$PID" || rc=$?; PID=
 check "berthd exit status was 0 (got $rc)" test "$rc" = 0

@@ -51,6 +51,8 @@ pub struct Config {
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     /// Address the streaming server (exec/attach/port-forward) binds to.
     pub stream_address: String,
+    /// The per-pod monitor; a bare name is looked up next to berthd first.
+    pub shim_path: PathBuf,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             default_runtime: "berth-runc".to_owned(),
             runtimes: BTreeMap::from([("berth-runc".to_owned(), runtime)]),
             stream_address: "127.0.0.1:0".to_owned(),
+            shim_path: PathBuf::from("berth-shim"),
         }
     }
 }

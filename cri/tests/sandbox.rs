@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Berthd, nsenter};
+use common::{Berthd, nsenter, shims_under};
 use k8s_cri::v1 as cri;
 
 fn pod(name: &str, uid: &str) -> cri::PodSandboxConfig {
@@ -106,6 +106,13 @@ async fn sandbox_lifecycle_with_network_and_namespaces() {
         std::fs::read_to_string(files.join("hosts"))
             .unwrap()
             .contains(&format!("{ip}\tweb-host"))
+    );
+
+    // One monitor per sandbox.
+    assert_eq!(
+        shims_under(b.dir.path()).len(),
+        1,
+        "no berth-shim for the sandbox"
     );
 
     // A retried RunPodSandbox gets the same sandbox; a different pod under the
@@ -218,7 +225,13 @@ async fn sandboxes_survive_a_berthd_kill() {
         .pod_sandbox_id;
     let ip = status(&mut rt, &id).await.network.unwrap().ip;
     drop(rt);
+    let shims = shims_under(b.dir.path());
     b.kill9();
+    assert_eq!(
+        shims_under(b.dir.path()),
+        shims,
+        "the shim died with berthd"
+    );
     b.spawn();
     let mut rt = b.runtime().await;
     let st = status(&mut rt, &id).await;
@@ -332,4 +345,34 @@ async fn concurrent_retries_share_one_sandbox() {
         .into_inner()
         .items;
     assert_eq!(items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_sandbox_whose_monitor_died_is_not_ready_after_restart() {
+    let mut b = Berthd::start(6);
+    let mut rt = b.runtime().await;
+    let id = rt
+        .run_pod_sandbox(run_req(pod("lost", "uid-7")))
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    drop(rt);
+    b.kill9();
+    for pid in shims_under(b.dir.path()) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    common::wait_until(|| shims_under(b.dir.path()).is_empty(), "the shim to die");
+    b.spawn();
+    let mut rt = b.runtime().await;
+    let st = status(&mut rt, &id).await;
+    assert_eq!(st.state, cri::PodSandboxState::SandboxNotready as i32);
+    // Its IP was released; removing it still works.
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .unwrap();
 }

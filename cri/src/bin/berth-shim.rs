@@ -20,7 +20,15 @@ struct Flags {
     log_level: String,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        // One line with the whole chain: berthd quotes it.
+        eprintln!("berth-shim: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let flags = Flags::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

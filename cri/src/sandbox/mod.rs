@@ -10,6 +10,7 @@
 
 pub mod files;
 pub mod model;
+pub mod monitor;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pinns::{NsKind, PinnedNs};
 use crate::store::JsonStore;
-use model::{NsMode, Sandbox, SandboxSpec, SandboxState};
+use model::{NsMode, Sandbox, SandboxSpec, SandboxState, ShimRef};
 
 type Outcome = Option<std::result::Result<String, String>>;
 
@@ -40,6 +41,9 @@ struct Inner {
 
 pub struct SandboxManager {
     cni: Cni,
+    shim_binary: PathBuf,
+    /// Shim sockets (a short path: see `monitor::socket_path`).
+    socket_dir: PathBuf,
     ns_dir: PathBuf,
     sandboxes_dir: PathBuf,
     store: JsonStore<Sandbox>,
@@ -91,6 +95,8 @@ impl SandboxManager {
         }
         let mgr = Arc::new(SandboxManager {
             cni,
+            shim_binary: monitor::resolve_binary(&config.shim_path),
+            socket_dir: config.state_dir.join("s"),
             ns_dir: config.state_dir.join("ns"),
             sandboxes_dir: config.state_dir.join("sandboxes"),
             store,
@@ -99,8 +105,12 @@ impl SandboxManager {
         });
         for (_, mut sb) in records {
             let netns_gone = sb.netns.as_ref().is_some_and(|p| !p.exists());
-            if netns_gone && sb.state == SandboxState::Ready {
-                tracing::info!(sandbox_id = %sb.id, "network namespace gone (reboot?): marking NotReady");
+            let shim_gone = match &sb.shim {
+                Some(s) => !monitor::alive(&s.socket).await,
+                None => false,
+            };
+            if (netns_gone || shim_gone) && sb.state == SandboxState::Ready {
+                tracing::info!(sandbox_id = %sb.id, netns_gone, shim_gone, "sandbox lost its namespace or monitor (reboot?): marking NotReady");
                 if sb.network_attached
                     && let Err(e) = mgr.cni.del(&mgr.attachment(&sb)).await
                 {
@@ -238,6 +248,7 @@ impl SandboxManager {
             utsns: None,
             ips: Vec::new(),
             network_attached: false,
+            shim: None,
         };
         match self.setup(&mut sb).await {
             Ok(()) => {
@@ -305,6 +316,9 @@ impl SandboxManager {
                 source,
             },
         )?;
+        let socket = monitor::socket_path(&self.socket_dir, &id);
+        let pid = monitor::spawn(&self.shim_binary, &sb.files_dir.join("shim"), &socket).await?;
+        sb.shim = Some(ShimRef { pid, socket });
         self.store.put(&id, sb)?;
         Ok(())
     }
@@ -312,6 +326,9 @@ impl SandboxManager {
     /// Release the network (CNI DEL) and its namespace. Best effort for
     /// cleanup after a failure; errors are logged.
     async fn release(&self, sb: &mut Sandbox) {
+        if let Some(shim) = sb.shim.take() {
+            monitor::shutdown(shim.pid, &shim.socket).await;
+        }
         if let Err(e) = self.release_network(sb).await {
             tracing::warn!(sandbox_id = %sb.id, error = %error_chain(&e), "releasing network");
         }

@@ -92,6 +92,15 @@ pub struct Sandbox {
     pub files_dir: PathBuf,
     /// Whether the network is attached (CNI ADD done, DEL not yet).
     pub network_attached: bool,
+    /// The pod's monitor (berth-shim): its pid and socket.
+    #[serde(default)]
+    pub shim: Option<ShimRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimRef {
+    pub pid: u32,
+    pub socket: PathBuf,
 }
 
 impl Sandbox {

@@ -140,6 +140,14 @@ impl Drop for Berthd {
             .join();
         }
         self.kill9();
+        // Shims of ours left behind (a test that failed half way): by pid,
+        // only those whose command line names this test's folder.
+        for pid in shims_under(self.dir.path()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
@@ -152,6 +160,28 @@ impl Drop for Berthd {
         }
         let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// Pids of live berth-shim processes whose command line names a path under
+/// `dir`.
+pub fn shims_under(dir: &Path) -> Vec<i32> {
+    let want = dir.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| r.starts_with('Z'));
+        if !zombie && cmd.contains("berth-shim") && cmd.contains(&want) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 pub fn wait_until(f: impl Fn() -> bool, what: &str) {
