@@ -382,18 +382,24 @@ impl SandboxManager {
         }
     }
 
+    /// The sandbox an id (or unique prefix) names; `None` if there is none,
+    /// which stop and remove treat as already done.
+    fn existing(&self, id: &str) -> Result<Option<Sandbox>> {
+        match self.resolve(id) {
+            Ok(id) => Ok(self.get(&id)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `StopPodSandbox`: release the network; idempotent, and a sandbox that
     /// does not exist is already stopped.
     pub async fn stop(&self, id: &str) -> Result<()> {
         let _guard = self.teardown.lock().await;
-        let id = match self.resolve(id) {
-            Ok(id) => id,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let Some(mut sb) = self.get(&id) else {
+        let Some(mut sb) = self.existing(id)? else {
             return Ok(());
         };
+        let id = sb.id.clone();
         if !sb.can_stop() {
             return Ok(());
         }
@@ -413,14 +419,10 @@ impl SandboxManager {
     pub async fn remove(&self, id: &str) -> Result<()> {
         self.stop(id).await?;
         let _guard = self.teardown.lock().await;
-        let id = match self.resolve(id) {
-            Ok(id) => id,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let Some(mut sb) = self.get(&id) else {
+        let Some(mut sb) = self.existing(id)? else {
             return Ok(());
         };
+        let id = sb.id.clone();
         self.release(&mut sb).await;
         self.store.remove(&id)?;
         let mut inner = self.inner.lock().expect("sandbox lock");
