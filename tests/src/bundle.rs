@@ -204,6 +204,7 @@ impl Drop for Bundle {
         let _ = self.runc(&["delete", "--force", &self.id]);
         for c in [
             "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd",
+            "unified",
         ] {
             let _ = std::fs::remove_dir(self.cgroup_dir(c));
             // The shared parent goes when the last test's container has.
