@@ -330,10 +330,9 @@ cmd_run() {
     TMPDIR=$TMP setsid "${q[@]}" </dev/null 2>"$res/qemu.log" &
     QPID=$!
     # Poll rather than a timer process: nothing is left behind to kill.
-    local timed_out=0 t_con= t_st=
+    local timed_out=0 t_st=
     while kill -0 "$QPID" 2>/dev/null; do
-        [ -z "$t_con" ] && [ -s "$res/console.log" ] && t_con=$((SECONDS - t0))
-        [ -z "$t_st" ] && [ -f "$res/status" ] && t_st=$((SECONDS - t0))
+        if [ -z "$t_st" ] && [ -f "$res/status" ]; then t_st=$((SECONDS - t0)); fi
         if [ "$TIMEOUT" != 0 ] && [ $((SECONDS - t0)) -ge "$TIMEOUT" ]; then
             timed_out=1
             kill -TERM -- "-$QPID" 2>/dev/null || true
@@ -347,7 +346,7 @@ cmd_run() {
     [ "$VERBOSE" = 1 ] && { log "guest console:"; cat "$res/console.log" >&2; }
     if [ -f "$res/status" ]; then
         local st; st=$(cat "$res/status")
-        log "exit status $st after $((SECONDS - t0)) s (first console output at ${t_con:-?} s, status at ${t_st:-?} s)"
+        log "exit status $st after $((SECONDS - t0)) s (command done at ${t_st:-$((SECONDS - t0))} s)"
         exit "$st"
     fi
     if [ $timed_out = 1 ]; then

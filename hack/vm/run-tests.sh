@@ -1,0 +1,45 @@
+#!/bin/bash
+# Inside a hack/vm.sh guest: run prebuilt cargo test binaries, one test at a
+# time, each test under a time limit; on a timeout, show the processes and
+# cgroups still there, kill the test and go on, so one hang costs one test.
+#
+#   hack/vm.sh run -- hack/vm/run-tests.sh [--timeout S] BINARY...
+#
+# Prints cargo's usual "test result:" line per binary (hack/test.sh sums those)
+# and exits non-zero if any test failed or timed out.
+set -u
+T=120
+[ "${1:-}" = --timeout ] && { T=$2; shift 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [--timeout S] TEST-BINARY..." >&2; exit 2; }
+rc=0
+for bin in "$@"; do
+    case "$bin" in *.d|*.rlib|*.rmeta) continue ;; esac
+    [ -x "$bin" ] || { echo "$bin: not an executable" >&2; rc=1; continue; }
+    echo "== $bin"
+    pass=0 fail=0 failed=()
+    mapfile -t tests < <("$bin" --list --format terse 2>/dev/null | sed -n 's/: test$//p')
+    for t in "${tests[@]}"; do
+        start=$SECONDS
+        out=$(timeout -k 5 "$T" "$bin" --exact "$t" --test-threads 1 2>&1)
+        st=$?
+        if [ $st = 0 ]; then
+            pass=$((pass + 1)); echo "test $t ... ok ($((SECONDS - start)) s)"
+        else
+            fail=$((fail + 1)); failed+=("$t")
+            if [ $st = 124 ] || [ $st = 137 ]; then
+                echo "test $t ... TIMEOUT after ${T} s"
+            else
+                echo "test $t ... FAILED ($((SECONDS - start)) s)"
+            fi
+            printf '%s\n' "$out" | sed -n '/^---- /,/^failures:$/p; /^thread .* panicked/,+6p' | awk '!seen[$0]++' | head -60 | sed 's/^/    /'
+            if [ $st = 124 ] || [ $st = 137 ]; then
+                echo "    processes left:"; ps -eo pid,ppid,stat,wchan:24,args | grep -v -E ' \[.*\]$' | sed 's/^/      /'
+                echo "    cgroups left:"; find /sys/fs/cgroup -mindepth 1 -type d | head -20 | sed 's/^/      /'
+            fi
+        fi
+    done
+    echo
+    echo "test result: $([ $fail = 0 ] && echo ok || echo FAILED). $pass passed; $fail failed; 0 ignored; 0 measured; 0 filtered out"
+    [ $fail = 0 ] || { rc=1; printf '    failed: %s\n' "${failed[@]}"; }
+done
+exit $rc
