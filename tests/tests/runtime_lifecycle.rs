@@ -272,3 +272,17 @@ fn user_namespace_maps_root() {
     assert_ne!(v["namespaces"]["user"], host_ns("user"));
     assert_eq!(v["uid"], "0\t0\t0\t0");
 }
+
+#[test]
+fn io_priority_and_personality_apply() {
+    need_root!();
+    let mut b = Bundle::new("rt-ioprio");
+    b.config["process"]["ioPriority"] =
+        serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    b.config["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+    b.set_args(&["sh", "-c", "busybox ionice -p $$; busybox uname -m"]);
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("best-effort: prio 6"), "{out}");
+    assert!(out.contains("i686"), "{out}");
+}

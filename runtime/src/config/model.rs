@@ -46,6 +46,8 @@ pub struct LinuxConfig {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub seccomp: Option<Profile>,
+    /// personality(2) domain (PER_LINUX or PER_LINUX32).
+    pub personality: Option<u64>,
 }
 
 /// The process to run (from `process` in config.json, or `exec --process`).
@@ -63,6 +65,8 @@ pub struct ProcessConfig {
     pub rlimits: Vec<RlimitConfig>,
     pub no_new_privs: bool,
     pub oom_score_adj: Option<i32>,
+    /// ioprio_set(2) value (class << 13 | priority).
+    pub io_priority: Option<u32>,
 }
 
 impl ProcessConfig {

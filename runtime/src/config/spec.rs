@@ -50,6 +50,25 @@ pub struct Process {
     pub apparmor_profile: Option<String>,
     pub oom_score_adj: Option<i32>,
     pub selinux_label: Option<String>,
+    pub io_priority: Option<IoPriority>,
+    /// Not implemented: refused when present (see `validate`).
+    pub scheduler: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct IoPriority {
+    #[serde(default)]
+    pub class: String,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Personality {
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub flags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
@@ -168,6 +187,9 @@ pub struct Linux {
     #[serde(default)]
     pub readonly_paths: Vec<String>,
     pub mount_label: Option<String>,
+    pub personality: Option<Personality>,
+    /// Not implemented: refused when present (see `validate`).
+    pub intel_rdt: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -181,6 +181,30 @@ pub fn validate(bundle: &Path, s: &Spec) -> Result<Config, ConfigError> {
         Some(sc) => Some(crate::seccomp::validate(sc).map_err(|(f, m)| invalid(f, m))?),
         None => None,
     };
+    let personality = match &linux.personality {
+        None => None,
+        Some(per) => {
+            if !per.flags.is_empty() {
+                return Err(invalid(
+                    "linux.personality.flags",
+                    "personality flags are not supported by berth-runc yet",
+                ));
+            }
+            Some(match per.domain.as_str() {
+                "LINUX" => 0u64,
+                "LINUX32" => 0x0008,
+                d => {
+                    return Err(invalid(
+                        "linux.personality.domain",
+                        format!("unknown domain {d:?}"),
+                    ));
+                }
+            })
+        }
+    };
+    if linux.intel_rdt.is_some() {
+        return Err(invalid("linux.intelRdt", "not supported by berth-runc"));
+    }
     let hooks = s.hooks.clone().unwrap_or_default();
     for (name, list) in [
         ("prestart", &hooks.prestart),
@@ -229,6 +253,7 @@ pub fn validate(bundle: &Path, s: &Spec) -> Result<Config, ConfigError> {
             masked_paths,
             readonly_paths,
             seccomp,
+            personality,
         },
         hooks,
         annotations: s.annotations.clone(),
@@ -371,6 +396,35 @@ pub fn validate_process(
             format!("{adj} is outside -1000..1000"),
         ));
     }
+    let io_priority = match &p.io_priority {
+        None => None,
+        Some(io) => {
+            let class = match io.class.as_str() {
+                "IOPRIO_CLASS_RT" => 1u32,
+                "IOPRIO_CLASS_BE" => 2,
+                "IOPRIO_CLASS_IDLE" => 3,
+                c => {
+                    return Err(inv(
+                        format!("{at}.ioPriority.class"),
+                        format!("unknown class {c:?}"),
+                    ));
+                }
+            };
+            if !(0..=7).contains(&io.priority) {
+                return Err(inv(
+                    format!("{at}.ioPriority.priority"),
+                    format!("{} is outside 0..7", io.priority),
+                ));
+            }
+            Some(class << 13 | io.priority as u32)
+        }
+    };
+    if p.scheduler.is_some() {
+        return Err(inv(
+            format!("{at}.scheduler"),
+            "not supported by berth-runc yet".into(),
+        ));
+    }
     if p.apparmor_profile.as_deref().is_some_and(|a| !a.is_empty()) {
         // The host has no AppArmor support in this runtime yet; refusing is
         // safer than running unconfined.
@@ -395,6 +449,7 @@ pub fn validate_process(
         rlimits,
         no_new_privs: p.no_new_privileges,
         oom_score_adj: p.oom_score_adj,
+        io_priority,
     })
 }
 
@@ -664,6 +719,25 @@ mod tests {
         assert!(
             err(j).contains("linux.sysctl.net.ipv4.ip_forward: needs a private network namespace")
         );
+    }
+
+    #[test]
+    fn io_priority_personality_and_scheduler() {
+        let mut j = base();
+        j["process"]["ioPriority"] = serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 4});
+        j["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+        let c = bundle_with(j).1.unwrap();
+        assert_eq!(c.process.io_priority, Some(2 << 13 | 4));
+        assert_eq!(c.linux.personality, Some(8));
+        let mut j = base();
+        j["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_FIFO"});
+        assert_eq!(
+            err(j),
+            "config.json: process.scheduler: not supported by berth-runc yet"
+        );
+        let mut j = base();
+        j["process"]["ioPriority"] = serde_json::json!({"class": "IOPRIO_CLASS_X"});
+        assert!(err(j).starts_with("config.json: process.ioPriority.class: unknown class"));
     }
 
     #[test]

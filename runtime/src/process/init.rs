@@ -199,6 +199,12 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
         // Not fatal: kernels without keyrings, or a seccomp'd host.
         let _ = sys::join_session_keyring(&name);
     }
+    if let Some(per) = cfg.linux.personality {
+        // SAFETY: personality takes an integer; it returns the old value or -1.
+        if unsafe { libc::personality(per as libc::c_ulong) } == -1 {
+            return Err(io("set personality")(std::io::Error::last_os_error()));
+        }
+    }
     let seccomp = args.seccomp;
     let exe = finalize(&cfg.process, args.preserve_fds, seccomp)?;
 
@@ -234,6 +240,13 @@ pub fn finalize(
             return Err(io(format!("setrlimit {}", r.resource))(
                 std::io::Error::last_os_error(),
             ));
+        }
+    }
+    if let Some(prio) = p.io_priority {
+        const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+        // SAFETY: integer arguments only.
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) } < 0 {
+            return Err(io("set io priority")(std::io::Error::last_os_error()));
         }
     }
     let last = sys::caps::last_cap();
