@@ -28,15 +28,17 @@ pub enum Challenge {
 /// comma-separated `key=value` or `key="quoted \" value"` params). Several
 /// challenges may share one header; the first Bearer wins, then Basic.
 pub fn parse_challenges(header: &str) -> Vec<Challenge> {
+    let sep = |c: char| c.is_ascii_whitespace() || c == ',';
     let mut out = Vec::new();
-    let mut rest = header.trim();
+    let mut rest = header.trim_matches(sep);
     while !rest.is_empty() {
+        let before = rest.len();
         let (scheme, after) = match rest.find(|c: char| c.is_ascii_whitespace() || c == ',') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
         let mut params: HashMap<String, String> = HashMap::new();
-        let mut s = after.trim_start_matches([' ', '\t', ',']);
+        let mut s = after.trim_start_matches(sep);
         // Read params until the next token that is not followed by '='.
         loop {
             let key_end = s.find(|c: char| c == '=' || c == ',' || c.is_ascii_whitespace());
@@ -73,7 +75,7 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
                 v = &v[e..];
             }
             params.insert(key, value);
-            s = v.trim_start_matches([' ', '\t', ',']);
+            s = v.trim_start_matches(sep);
         }
         let realm = params.remove("realm").unwrap_or_default();
         match scheme.to_ascii_lowercase().as_str() {
@@ -85,7 +87,11 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
             "basic" => out.push(Challenge::Basic { realm }),
             _ => {}
         }
-        rest = s;
+        rest = s.trim_start_matches(sep);
+        if rest.len() >= before {
+            // No progress: junk we cannot read; stop rather than spin.
+            break;
+        }
     }
     out.sort_by_key(|c| matches!(c, Challenge::Basic { .. }));
     out
@@ -367,6 +373,18 @@ mod tests {
         assert!(parse_challenges("").is_empty());
         assert!(parse_challenges("Negotiate abc").is_empty());
         assert!(parse_challenges(r#"Bearer realm="unterminated"#).len() == 1);
+        // Found by the fuzzer: other whitespace once spun forever.
+        for junk in [
+            "\n",
+            "a\n",
+            "Bearer\r\n realm=x\x0c",
+            "=",
+            ",,=,",
+            "\"",
+            "a=\"\\",
+        ] {
+            let _ = parse_challenges(junk);
+        }
     }
 
     #[test]
