@@ -14,6 +14,8 @@
 #   --accel auto|kvm|tcg    auto: KVM if a probe boot works on this host (cached), else TCG
 #   --forward PORT[,PORT]   host loopback ports the guest reaches on its own 127.0.0.1
 #                           (default: the test bed's registries, 5000 and 5443, when listening)
+#   --overlay               make the tree writable in the guest (overlayfs, changes
+#                           discarded at power-off; the host's tree is never written)
 #   -e NAME=VALUE           environment for COMMAND (repeatable)
 #   -v                      copy the guest's kernel console to stderr after the run
 #
@@ -32,6 +34,7 @@ GUEST_PKGS=(
     kmod procps psmisc util-linux iproute2 iptables conntrack socat ethtool
     containernetworking-plugins runc crun containerd criu libseccomp2
     busybox-static ca-certificates curl jq skopeo xz-utils zstd
+    perl   # prove, for hack/runtime-tools.sh
 )
 IMAGE_MB_FREE=3072   # free space in the root image (writes go to a per-run snapshot)
 
@@ -72,7 +75,7 @@ kernel_pkg() {
 
 # Modules the initramfs loads, in dependency order: virtio PCI, block, net,
 # ext4 and 9p.
-INITRD_MODULES=(virtio_pci virtio_blk virtio_net ext4 9pnet_virtio 9p)
+INITRD_MODULES=(virtio_pci virtio_blk virtio_net ext4 9pnet_virtio 9p overlay)
 
 # --- kernel -------------------------------------------------------------------
 # ensure_kernel: extract vmlinuz and the modules from Debian's kernel package
@@ -239,7 +242,7 @@ cleanup() {
 }
 
 cmd_run() {
-    local CG=v2 MEM=2048 CPUS TIMEOUT=3600 FWD=auto VERBOSE=0 ENVS=()
+    local CG=v2 MEM=2048 CPUS TIMEOUT=3600 FWD=auto VERBOSE=0 ENVS=() OVERLAY=0
     ACCEL=auto
     CPUS=$(nproc); [ "$CPUS" -gt 4 ] && CPUS=4
     while [ $# -gt 0 ]; do
@@ -252,6 +255,7 @@ cmd_run() {
         --forward) FWD=$2; shift 2 ;;
         -e) ENVS+=("$2"); shift 2 ;;
         -v) VERBOSE=1; shift ;;
+        --overlay) OVERLAY=1; shift ;;
         --) shift; break ;;
         *) die "unknown option $1 (usage: hack/vm.sh run [options] -- COMMAND...)" ;;
         esac
@@ -313,7 +317,7 @@ cmd_run() {
         -nodefaults -no-user-config -display none -vga none -no-reboot
         -bios /usr/share/qemu/qboot.rom
         -kernel "$kernel" -initrd "$INITRD"
-        -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off no_timer_check $( [ "$CG" = v2 ] && echo cgroup_no_v1=all ) berth.src=$BERTH_ROOT berth.res=$res berth.cgroup=$CG berth.fwd=$fwdlist ${BERTH_VM_APPEND:-}"
+        -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off no_timer_check $( [ "$CG" = v2 ] && echo cgroup_no_v1=all ) berth.src=$BERTH_ROOT berth.res=$res berth.cgroup=$CG berth.fwd=$fwdlist berth.overlay=$OVERLAY ${BERTH_VM_APPEND:-}"
         -drive "file=$IMAGE,if=none,id=root,format=raw,snapshot=on,cache=unsafe"
         -device virtio-blk-pci,drive=root
         -virtfs "local,path=$BERTH_ROOT,mount_tag=berthsrc,security_model=none,readonly=on"

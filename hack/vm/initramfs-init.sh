@@ -23,11 +23,12 @@ case " $(cat /proc/cmdline) " in
 *" berth.probe=1 "*) echo berth-vm-probe-ok >/dev/ttyS0; poweroff -f ;;
 esac
 
-SRC= RES=
+SRC= RES= OVL=0
 for a in $(cat /proc/cmdline); do
     case "$a" in
     berth.src=*) SRC=${a#berth.src=} ;;
     berth.res=*) RES=${a#berth.res=} ;;
+    berth.overlay=*) OVL=${a#berth.overlay=} ;;
     esac
 done
 [ -n "$SRC" ] && [ -n "$RES" ] || fail "berth.src= and berth.res= missing from the kernel command line"
@@ -49,6 +50,14 @@ mkdir -p "/newroot$SRC"
 # the page cache instead of one 9p round trip per page fault.
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro berthsrc "/newroot$SRC" \
     || fail "cannot mount the work tree (9p tag berthsrc)"
+# --overlay: a writable view of the tree, its changes on the (throw-away)
+# root disk; the host's tree stays read-only underneath.
+if [ "$OVL" = 1 ]; then
+    mkdir -p /newroot/var/lib/berth-vm/lower /newroot/var/lib/berth-vm/upper /newroot/var/lib/berth-vm/work
+    mount --move "/newroot$SRC" /newroot/var/lib/berth-vm/lower
+    mount -t overlay -o lowerdir=/newroot/var/lib/berth-vm/lower,upperdir=/newroot/var/lib/berth-vm/upper,workdir=/newroot/var/lib/berth-vm/work \
+        overlay "/newroot$SRC" || fail "cannot mount the overlay over the work tree"
+fi
 mkdir -p "/newroot$RES" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 berthres "/newroot$RES" \
     || fail "cannot mount the results folder at $RES (it must exist in the tree)"
