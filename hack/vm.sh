@@ -87,7 +87,7 @@ ensure_kernel() {
     [ -f "$KDIR/vmlinuz" ] && [ -f "$KDIR/lib/modules/$KVER/modules.dep" ] && return 0
     log "fetching $pkg"
     mkdir -p "$CACHE" "$VMDIR/kernel"
-    (cd "$CACHE" && apt-get download -q "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) || true
+    (cd "$CACHE" && apt-get download -qq "$pkg" 2>&1 | grep -v -e '^W: Download is performed unsandboxed' -e '^Get:' -e '^Fetched' >&2) || true
     local deb; deb=$(ls -t "$CACHE/${pkg}"_*.deb 2>/dev/null | head -1)
     [ -n "$deb" ] || die "apt-get download $pkg failed"
     rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp"
@@ -147,16 +147,23 @@ ensure_initramfs() {
 build_rootfs() {
     local dir=$1 mirror; mirror=$(apt_mirror)
     mkdir -p "$CACHE/debs"
+    # The mirror's name goes into no file: the log gets "<apt mirror>".
+    local st=0
     debootstrap --variant=minbase --cache-dir="$CACHE/debs" \
-        --include="$(IFS=,; echo "${GUEST_PKGS[*]}")" "$SUITE" "$dir" "$mirror" >"$VMDIR/debootstrap.log" 2>&1 \
-        || { tail -20 "$VMDIR/debootstrap.log" >&2; die "debootstrap failed (log: $VMDIR/debootstrap.log)"; }
+        --include="$(IFS=,; echo "${GUEST_PKGS[*]}")" "$SUITE" "$dir" "$mirror" 2>&1 \
+        | sed -u "s|$mirror|<apt mirror>|g" >"$VMDIR/debootstrap.log" || st=$?
+    [ $st = 0 ] || { tail -20 "$VMDIR/debootstrap.log" >&2; die "debootstrap failed (log: $VMDIR/debootstrap.log)"; }
     mkdir -p "$dir/usr/lib/modules"
     cp -a "$KDIR/lib/modules/$KVER" "$dir/usr/lib/modules/"
     echo berth-vm >"$dir/etc/hostname"
     : >"$dir/etc/fstab"
     # No sources of any mirror inside the image: the guest has no internet.
     rm -f "$dir/etc/apt/sources.list" "$dir/etc/apt/sources.list.d/"*
-    rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/lib/apt/lists/"* "$dir/usr/share/doc" "$dir/usr/share/man"
+    rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/cache/apt/"*.bin "$dir/var/lib/apt/lists/"* \
+        "$dir/var/log/apt" "$dir/usr/share/doc" "$dir/usr/share/man"
+    local host=${mirror#*://}; host=${host%%/*}
+    grep -rlIF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev "$host" "$dir" 2>/dev/null \
+        | sed "s|^$dir|  |" | { grep . && log "warning: the files above still name the apt mirror" || true; } >&2
 }
 
 umount_under() {
