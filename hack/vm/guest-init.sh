@@ -48,9 +48,10 @@ mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm
 mount -t mqueue mqueue /dev/mqueue
 ln -sfn /proc/self/fd /dev/fd; ln -sfn /proc/self/fd/0 /dev/stdin
 ln -sfn /proc/self/fd/1 /dev/stdout; ln -sfn /proc/self/fd/2 /dev/stderr
-mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
+# /tmp stays on the root disk (a per-run snapshot: clean at every boot, and
+# no guest memory used); a tmpfs there would also hide a tree under /tmp.
+case "$SRC/" in /run/*) ;; *) mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run ;; esac
 mkdir -p /run/lock /var/tmp
-mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null || true
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
