@@ -160,9 +160,11 @@ build_rootfs() {
     # No sources of any mirror inside the image: the guest has no internet.
     rm -f "$dir/etc/apt/sources.list" "$dir/etc/apt/sources.list.d/"*
     rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/cache/apt/"*.bin "$dir/var/lib/apt/lists/"* \
-        "$dir/var/log/apt" "$dir/usr/share/doc" "$dir/usr/share/man"
+        "$dir/var/log/apt" "$dir/var/log/bootstrap.log" "$dir/usr/share/doc" "$dir/usr/share/man"
+    # What the build wrote (Debian's own package files under /usr may quote
+    # the default mirror's name in their documentation; they are not ours).
     local host=${mirror#*://}; host=${host%%/*}
-    grep -rlIF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev "$host" "$dir" 2>/dev/null \
+    grep -rlIF "$host" "$dir/etc" "$dir/var" "$dir/root" 2>/dev/null \
         | sed "s|^$dir|  |" | { grep . && log "warning: the files above still name the apt mirror" || true; } >&2
 }
 
