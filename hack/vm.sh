@@ -164,8 +164,12 @@ build_rootfs() {
     # What the build wrote (Debian's own package files under /usr may quote
     # the default mirror's name in their documentation; they are not ours).
     local host=${mirror#*://}; host=${host%%/*}
-    grep -rlIF "$host" "$dir/etc" "$dir/var" "$dir/root" 2>/dev/null \
-        | sed "s|^$dir|  |" | { grep . && log "warning: the files above still name the apt mirror" || true; } >&2
+    local named
+    named=$(grep -rlIF "$host" "$dir/etc" "$dir/var" "$dir/root" 2>/dev/null || true)
+    if [ -n "$named" ]; then
+        printf '  %s\n' "${named//$dir/}" >&2
+        log "warning: the files above still name the apt mirror"
+    fi
 }
 
 umount_under() {
