@@ -175,3 +175,36 @@ fn bad_config_names_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn berthd_images_cli_pulls_lists_and_removes() {
+    let image = std::env::var("BERTH_BUSYBOX_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/library/busybox:latest".into());
+    let dir = tempfile::tempdir().unwrap();
+    let images = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berthd"))
+            .arg("images")
+            .arg("--root")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pull = images(&["pull", &image]);
+    assert!(
+        pull.status.success(),
+        "berthd images pull {image} failed (is the test bed up? sudo hack/testbed.sh up): {}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
+    let list = String::from_utf8_lossy(&images(&["list"]).stdout).into_owned();
+    assert!(list.contains(&image), "{list}");
+    assert!(images(&["rm", &image]).status.success());
+    let list = String::from_utf8_lossy(&images(&["list"]).stdout).into_owned();
+    assert!(!list.contains(&image), "{list}");
+    let bad = images(&["pull", "UPPER/case"]);
+    assert!(!bad.status.success());
+    assert!(
+        !String::from_utf8_lossy(&bad.stderr).is_empty(),
+        "a bad reference must say what is wrong"
+    );
+}

@@ -1,4 +1,6 @@
 //! berthd: the CRI runtime daemon. Parses flags, loads the config, serves.
+//! `berthd images ...` is the node's image CLI (pull, list, inspect, rm,
+//! prune, df, import, export) on the same store.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,8 +68,32 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "images") {
+        // The images CLI runs its own runtime.
+        return berth_images::cli_main(args);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthd: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     let flags = Flags::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&flags.log_level).context("--log-level")?;
     let fmt = tracing_subscriber::fmt()
