@@ -3,13 +3,24 @@
 # time, each test under a time limit; on a timeout, show the processes and
 # cgroups still there, kill the test and go on, so one hang costs one test.
 #
-#   hack/vm.sh run -- hack/vm/run-tests.sh [--timeout S] BINARY...
+#   hack/vm.sh run -- hack/vm/run-tests.sh [--timeout S] [--skip TEST]... BINARY...
+#
+# --skip TEST leaves out a test by its exact name; the caller says why on the
+# line that passes it (a known gap, tracked in an issue), and it is counted
+# and printed as skipped.
 #
 # Prints cargo's usual "test result:" line per binary (hack/test.sh sums those)
 # and exits non-zero if any test failed or timed out.
 set -u
 T=120
-[ "${1:-}" = --timeout ] && { T=$2; shift 2; }
+SKIP=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --timeout) T=$2; shift 2 ;;
+    --skip) SKIP+=("$2"); shift 2 ;;
+    *) break ;;
+    esac
+done
 [ $# -gt 0 ] || { echo "usage: $0 [--timeout S] TEST-BINARY..." >&2; exit 2; }
 rc=0
 for bin in "$@"; do
@@ -18,7 +29,11 @@ for bin in "$@"; do
     echo "== $bin"
     pass=0 fail=0 failed=()
     mapfile -t tests < <("$bin" --list --format terse 2>/dev/null | sed -n 's/: test$//p')
+    skipped=0
     for t in "${tests[@]}"; do
+        if printf '%s\n' "${SKIP[@]}" | grep -qxF -- "$t"; then
+            skipped=$((skipped + 1)); echo "test $t ... skipped (--skip)"; continue
+        fi
         start=$SECONDS
         out=$(timeout -k 5 "$T" "$bin" --exact "$t" --test-threads 1 2>&1)
         st=$?
@@ -39,7 +54,7 @@ for bin in "$@"; do
         fi
     done
     echo
-    echo "test result: $([ $fail = 0 ] && echo ok || echo FAILED). $pass passed; $fail failed; 0 ignored; 0 measured; 0 filtered out"
+    echo "test result: $([ $fail = 0 ] && echo ok || echo FAILED). $pass passed; $fail failed; $skipped ignored; 0 measured; 0 filtered out"
     [ $fail = 0 ] || { rc=1; printf '    failed: %s\n' "${failed[@]}"; }
 done
 exit $rc

@@ -42,16 +42,29 @@ pub fn check_bin() -> PathBuf {
     p
 }
 
-/// Whether the tests can create containers (root).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+/// The container tests need root. Not being root fails the test with a
+/// clear message: a test that quietly passes without running proves nothing.
+/// Returns true so call sites read as a precondition.
+pub fn require_root() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("Uid:"))
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
-        .unwrap_or(false)
+        .unwrap_or(false);
+    assert!(
+        root,
+        "this test creates containers and needs root: sudo hack/test.sh"
+    );
+    true
+}
+
+/// Whether the host mounts cgroup v2 alone at /sys/fs/cgroup (else v1 or
+/// hybrid, where the v1 controllers are what containers get).
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
 pub struct Bundle {
@@ -191,11 +204,16 @@ impl Bundle {
     }
 
     /// The container's cgroup directory for a v1 controller on this host.
+    /// The container's cgroup folder for `controller` on v1; on v2 the one
+    /// unified folder, whatever the controller.
     pub fn cgroup_dir(&self, controller: &str) -> PathBuf {
-        Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join("berth-test")
-            .join(&self.id)
+        let base = Path::new("/sys/fs/cgroup");
+        let base = if cgroup_v2() {
+            base.to_path_buf()
+        } else {
+            base.join(controller)
+        };
+        base.join("berth-test").join(&self.id)
     }
 }
 

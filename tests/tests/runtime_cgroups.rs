@@ -1,18 +1,13 @@
 //! cgroup limits, read from inside the container (its /sys/fs/cgroup shows
-//! its own cgroup) and from the host; update; removal on delete. Needs root;
-//! written for the v1/hybrid layout of the project's test host.
+//! its own cgroup) and from the host; update; removal on delete. Needs root.
+//! Each check knows both layouts: v1/hybrid (the project's test host) and
+//! v2 alone (hack/vm.sh --cgroup v2).
 
-use berth_tests::bundle::{Bundle, is_root};
-
-fn v1_host() -> bool {
-    std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
-}
+use berth_tests::bundle::{Bundle, cgroup_v2, require_root};
 
 #[test]
 fn limits_are_applied_and_visible_inside() {
-    if !is_root() || !v1_host() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new("cg-limits");
     b.config["linux"]["resources"] = serde_json::json!({
         "devices": [{"allow": false, "access": "rwm"}],
@@ -20,41 +15,75 @@ fn limits_are_applied_and_visible_inside() {
         "cpu": {"shares": 512, "quota": 50000, "period": 100000},
         "pids": {"limit": 42}
     });
-    b.set_args(&["sh", "-c", "cd /sys/fs/cgroup && cat memory/memory.limit_in_bytes memory/memory.soft_limit_in_bytes cpu/cpu.shares cpu/cpu.cfs_quota_us pids/pids.max && cat /proc/self/cgroup | grep memory"]);
+    // v2: reservation is memory.low, shares 512 is weight 20 (runc's
+    // conversion), quota/period is cpu.max.
+    let (script, want, own_root) = if cgroup_v2() {
+        (
+            "cd /sys/fs/cgroup && cat memory.max memory.low cpu.weight cpu.max pids.max && cat /proc/self/cgroup",
+            ["67108864", "33554432", "20", "50000 100000", "42"],
+            "0::/",
+        )
+    } else {
+        (
+            "cd /sys/fs/cgroup && cat memory/memory.limit_in_bytes memory/memory.soft_limit_in_bytes cpu/cpu.shares cpu/cpu.cfs_quota_us pids/pids.max && cat /proc/self/cgroup | grep memory",
+            ["67108864", "33554432", "512", "50000", "42"],
+            ":memory:/",
+        )
+    };
+    b.set_args(&["sh", "-c", script]);
     let (code, out, err) = b.run();
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(
-        lines[..5],
-        ["67108864", "33554432", "512", "50000", "42"],
-        "{out}"
-    );
+    assert_eq!(lines[..5], want, "{out}");
     // cgroup namespace: the container's own cgroup is its root.
-    assert!(lines[5].ends_with(":memory:/"), "{out}");
+    assert!(lines[5].ends_with(own_root), "{out}");
 }
 
 #[test]
 fn devices_cgroup_denies_unlisted_devices() {
-    if !is_root() || !v1_host() {
-        return;
-    }
-    let mut b = Bundle::new("cg-dev");
-    b.config["root"]["readonly"] = false.into();
-    b.config["linux"]["resources"] =
-        serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]});
-    // The default devices stay usable; a new node of another device does not.
-    b.set_args(&["sh", "-c", "echo x > /dev/null && echo null-ok; busybox mknod /tmp/sda b 8 0 && cat /tmp/sda > /dev/null; echo sda=$?"]);
-    let (code, out, err) = b.run();
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("null-ok"), "{out}");
-    assert!(out.contains("sda=1"), "{out}");
+    require_root();
+    // /dev/kmsg (c 1:11) exists on every kernel and root may write it, so
+    // whether a fresh node of it opens depends on the device rules alone.
+    let script = "echo x > /dev/null && echo null-ok; busybox mknod /tmp/kmsg c 1 11; echo mknod=$?; echo berth-device-test > /tmp/kmsg; echo kmsg=$?";
+    let run = |rules: serde_json::Value| {
+        let mut b = Bundle::new("cg-dev");
+        b.config["root"]["readonly"] = false.into();
+        // mknod needs CAP_MKNOD; the device rules decide the rest.
+        for set in ["bounding", "effective", "permitted"] {
+            let caps = b.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .expect("capability set");
+            caps.push("CAP_MKNOD".into());
+        }
+        b.config["linux"]["resources"] = serde_json::json!({ "devices": rules });
+        b.set_args(&["sh", "-c", script]);
+        let (code, out, err) = b.run();
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("null-ok"),
+            "the default devices must stay usable: {out}"
+        );
+        out
+    };
+    let denied = run(serde_json::json!([{"allow": false, "access": "rwm"}]));
+    assert!(
+        denied.contains("kmsg=1"),
+        "a device outside the rules opened: {denied}"
+    );
+    let allowed = run(serde_json::json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwm"}
+    ]));
+    assert!(
+        allowed.contains("kmsg=0"),
+        "an allowed device did not open: {allowed}"
+    );
 }
 
 #[test]
 fn update_changes_limits_of_a_running_container() {
-    if !is_root() || !v1_host() {
-        return;
-    }
+    require_root();
+    let v2 = cgroup_v2();
     let mut b = Bundle::new("cg-update");
     b.config["linux"]["resources"] =
         serde_json::json!({"memory": {"limit": 67108864}, "pids": {"limit": 10}});
@@ -63,8 +92,12 @@ fn update_changes_limits_of_a_running_container() {
     assert!(ok, "{err}");
     let o = b.runc(&["update", "--memory", "32m", "--pids-limit", "20", &b.id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mem =
-        std::fs::read_to_string(b.cgroup_dir("memory").join("memory.limit_in_bytes")).unwrap();
+    let mem_file = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    let mem = std::fs::read_to_string(b.cgroup_dir("memory").join(mem_file)).unwrap();
     assert_eq!(mem.trim(), (32 << 20).to_string());
     let res = b.dir.join("res.json");
     std::fs::write(&res, r#"{"pids": {"limit": 30}}"#).unwrap();

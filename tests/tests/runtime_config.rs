@@ -1,7 +1,7 @@
 //! Bad bundles fail with a message naming the config field, and leave no
 //! state dir, cgroup or mount behind. Needs root.
 
-use berth_tests::bundle::{Bundle, is_root};
+use berth_tests::bundle::{Bundle, require_root};
 
 fn fails_cleanly(b: &Bundle, field: &str) {
     let (ok, err) = b.runc_bg(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
@@ -23,7 +23,7 @@ fn fails_cleanly(b: &Bundle, field: &str) {
 
 #[test]
 fn unknown_namespace_is_named() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let mut b = Bundle::new("cfg-ns");
@@ -37,7 +37,7 @@ fn unknown_namespace_is_named() {
 
 #[test]
 fn missing_rootfs_is_named() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let mut b = Bundle::new("cfg-root");
@@ -48,7 +48,7 @@ fn missing_rootfs_is_named() {
 
 #[test]
 fn mount_target_escaping_through_symlink_is_named() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let mut b = Bundle::new("cfg-escape");
@@ -65,7 +65,7 @@ fn mount_target_escaping_through_symlink_is_named() {
 
 #[test]
 fn invalid_seccomp_action_is_named() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let mut b = Bundle::new("cfg-seccomp");
@@ -79,7 +79,7 @@ fn invalid_seccomp_action_is_named() {
 
 #[test]
 fn wrong_json_type_is_named() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let mut b = Bundle::new("cfg-type");
@@ -90,7 +90,7 @@ fn wrong_json_type_is_named() {
 
 #[test]
 fn failing_init_leaves_nothing_behind() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let mut b = Bundle::new("cfg-exec");

@@ -1,12 +1,11 @@
 //! berth-runc lifecycle, asserted from inside the container (berth-check)
 //! and through `state`. Needs root (hack/test.sh runs it as root).
 
-use berth_tests::bundle::{Bundle, is_root};
+use berth_tests::bundle::{Bundle, cgroup_v2, require_root};
 
 macro_rules! need_root {
     () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
+        if !require_root() {
             return;
         }
     };
@@ -196,8 +195,13 @@ fn delete_force_stops_a_running_container_and_pause_freezes_it() {
     assert_eq!(b.status().as_deref(), Some("running"));
     assert!(b.runc(&["pause", &b.id]).status.success());
     assert_eq!(b.status().as_deref(), Some("paused"));
-    let frozen = std::fs::read_to_string(b.cgroup_dir("freezer").join("freezer.state")).unwrap();
-    assert_eq!(frozen.trim(), "FROZEN");
+    let (file, want) = if cgroup_v2() {
+        ("cgroup.freeze", "1")
+    } else {
+        ("freezer.state", "FROZEN")
+    };
+    let frozen = std::fs::read_to_string(b.cgroup_dir("freezer").join(file)).unwrap();
+    assert_eq!(frozen.trim(), want);
     assert!(b.runc(&["resume", &b.id]).status.success());
     assert_eq!(b.status().as_deref(), Some("running"));
     let ps = b.runc(&["ps", "--format", "json", &b.id]);
