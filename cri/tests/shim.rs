@@ -99,6 +99,11 @@ impl Shim {
         id
     }
 
+    /// One request on the shim's socket; a transport error fails the test.
+    async fn req(&self, r: Request) -> Response {
+        call(&self.socket, &r).await.expect("shim request")
+    }
+
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log")))
             .unwrap_or_default()
@@ -141,25 +146,12 @@ fn state_of(r: Response) -> berth_cri::shim::proto::ContainerState {
 async fn runs_a_container_records_its_exit_and_writes_cri_logs() {
     let mut s = Shim::start();
     let id = s.create("c1", "echo hello; echo oops >&2; exit 3").await;
-    let st = state_of(
-        call(&s.socket, &Request::State { id: id.clone() })
-            .await
-            .unwrap(),
-    );
+    let st = state_of(s.req(Request::State { id: id.clone() }).await);
     assert_eq!(st.status, Status::Created);
     assert!(st.pid > 0);
 
-    assert_eq!(
-        call(&s.socket, &Request::Start { id: id.clone() })
-            .await
-            .unwrap(),
-        Response::Ok
-    );
-    let st = state_of(
-        call(&s.socket, &Request::Wait { id: id.clone() })
-            .await
-            .unwrap(),
-    );
+    assert_eq!(s.req(Request::Start { id: id.clone() }).await, Response::Ok);
+    let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
     assert_eq!(st.status, Status::Exited);
     assert_eq!(st.exit_code, Some(3));
     assert!(st.finished_at.unwrap() >= st.started_at.unwrap());
@@ -194,15 +186,11 @@ async fn runs_a_container_records_its_exit_and_writes_cri_logs() {
 
     // Delete: gone from the shim and from runc.
     assert_eq!(
-        call(&s.socket, &Request::Delete { id: id.clone() })
-            .await
-            .unwrap(),
+        s.req(Request::Delete { id: id.clone() }).await,
         Response::Ok
     );
     assert!(matches!(
-        call(&s.socket, &Request::State { id: id.clone() })
-            .await
-            .unwrap(),
+        s.req(Request::State { id: id.clone() }).await,
         Response::Error { .. }
     ));
     let list = Command::new(&*RUNC)
@@ -218,28 +206,17 @@ async fn runs_a_container_records_its_exit_and_writes_cri_logs() {
 async fn kill_stops_a_running_container_and_shutdown_waits_for_none_left() {
     let mut s = Shim::start();
     let id = s.create("c2", "echo up; exec sleep 1000").await;
-    assert_eq!(
-        call(&s.socket, &Request::Start { id: id.clone() })
-            .await
-            .unwrap(),
-        Response::Ok
-    );
-    let st = state_of(
-        call(&s.socket, &Request::State { id: id.clone() })
-            .await
-            .unwrap(),
-    );
+    assert_eq!(s.req(Request::Start { id: id.clone() }).await, Response::Ok);
+    let st = state_of(s.req(Request::State { id: id.clone() }).await);
     assert_eq!(st.status, Status::Running);
 
     // Delete of a running container is refused; so is Shutdown.
     assert!(matches!(
-        call(&s.socket, &Request::Delete { id: id.clone() })
-            .await
-            .unwrap(),
+        s.req(Request::Delete { id: id.clone() }).await,
         Response::Error { .. }
     ));
     assert!(matches!(
-        call(&s.socket, &Request::Shutdown).await.unwrap(),
+        s.req(Request::Shutdown).await,
         Response::Error { .. }
     ));
 
@@ -256,11 +233,7 @@ async fn kill_stops_a_running_container_and_shutdown_waits_for_none_left() {
         .unwrap(),
         Response::Ok
     );
-    let st = state_of(
-        call(&s.socket, &Request::Wait { id: id.clone() })
-            .await
-            .unwrap(),
-    );
+    let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
     assert_eq!(st.exit_code, Some(137), "SIGKILL is exit code 128+9");
     // Killing an exited container is fine.
     assert_eq!(
@@ -277,16 +250,11 @@ async fn kill_stops_a_running_container_and_shutdown_waits_for_none_left() {
         Response::Ok
     );
     assert_eq!(
-        call(&s.socket, &Request::Delete { id: id.clone() })
-            .await
-            .unwrap(),
+        s.req(Request::Delete { id: id.clone() }).await,
         Response::Ok
     );
 
-    assert_eq!(
-        call(&s.socket, &Request::Shutdown).await.unwrap(),
-        Response::Ok
-    );
+    assert_eq!(s.req(Request::Shutdown).await, Response::Ok);
     let status = s.child.wait().unwrap();
     assert!(status.success(), "shim exit {status}");
 }
@@ -313,9 +281,7 @@ async fn runtime_errors_come_back_with_the_runtime_message() {
         Response::Error { message, .. } => assert!(message.contains("runc create"), "{message}"),
         other => panic!("expected an error, got {other:?}"),
     }
-    let bad = call(&s.socket, &Request::Start { id: "nope".into() })
-        .await
-        .unwrap();
+    let bad = s.req(Request::Start { id: "nope".into() }).await;
     assert!(matches!(
         bad,
         Response::Error {

@@ -371,12 +371,15 @@ impl Shim {
                 format!("container {id} is {:?}, not created", st.status),
             );
         }
+        // The container may run and exit before `start` returns: take the
+        // start time first, so started_at never comes after finished_at.
+        let started_at = now_ns();
         if let Err(e) = self.runtime(&st.runtime, id, &["start", id], None).await {
             return e;
         }
         let mut entries = self.entries.lock().expect("entries lock");
         if let Some(e) = entries.get_mut(id) {
-            e.state.started_at = Some(now_ns());
+            e.state.started_at = Some(started_at);
             if e.state.status == Status::Created {
                 e.state.status = Status::Running;
             }

@@ -1,7 +1,5 @@
 //! exec: run another process in a created or running container.
 
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use super::Runtime;
@@ -57,13 +55,7 @@ impl Runtime {
             ),
             None => None,
         };
-        let console = match &o.console_socket {
-            Some(p) => Some(OwnedFd::from(UnixStream::connect(p).map_err(Error::io(
-                id,
-                format!("connect --console-socket {}", p.display()),
-            ))?)),
-            None => None,
-        };
+        let console = super::connect_console(id, o.console_socket.as_deref())?;
         let mut set = nix::sys::signal::SigSet::empty();
         if !o.detach {
             for s in super::lifecycle::FORWARDED {

@@ -112,13 +112,7 @@ impl Runtime {
                 .map_err(Error::io(id, "bind start socket"))?;
             StartGate::Listener(OwnedFd::from(l))
         };
-        let console = match &o.console_socket {
-            Some(p) => Some(OwnedFd::from(UnixStream::connect(p).map_err(Error::io(
-                id,
-                format!("connect --console-socket {}", p.display()),
-            ))?)),
-            None => None,
-        };
+        let console = super::connect_console(id, o.console_socket.as_deref())?;
         let runtime_hooks = !cfg.hooks.prestart.is_empty() || !cfg.hooks.create_runtime.is_empty();
         let args = InitArgs {
             id: id.as_str(),

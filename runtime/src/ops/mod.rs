@@ -8,7 +8,22 @@ pub use exec::ExecOpts;
 pub use lifecycle::{CreateOpts, RunOpts};
 pub use manage::{ListFormat, UpdateFlags};
 
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::id::ContainerId;
+
+/// Connect to `--console-socket`, where the pty master will be sent.
+fn connect_console(id: &ContainerId, path: Option<&Path>) -> Result<Option<OwnedFd>, Error> {
+    let Some(p) = path else { return Ok(None) };
+    let stream = UnixStream::connect(p).map_err(Error::io(
+        id,
+        format!("connect --console-socket {}", p.display()),
+    ))?;
+    Ok(Some(OwnedFd::from(stream)))
+}
 
 /// Global options shared by every command.
 #[derive(Debug, Clone)]
