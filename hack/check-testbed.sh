@@ -74,16 +74,16 @@ JSON
     rm -rf "$d"
     return $rc
 }
-bash hack/testbed/containerd.sh up >/dev/null
+check "containerd comes up" bash hack/testbed/containerd.sh up
 check "containerd pulls critest images by original name and runs a pod with a CNI IP" ctr_check
-bash hack/testbed/containerd.sh down >/dev/null
+bash hack/testbed/containerd.sh down >/dev/null || true
 check "containerd down leaves no process" bash -c "! [ -S '$BERTH_CONTAINERD_SOCK' ] || ! '$BIN/crictl' --runtime-endpoint '$BERTH_CONTAINERD_ENDPOINT' --timeout 2s version"
 
 # --- control plane --------------------------------------------------------------
-bash hack/testbed/controlplane.sh up >/dev/null
+check "the control plane comes up" bash hack/testbed/controlplane.sh up
 check "kube-apiserver /readyz answers ok" bash -c "[ \"\$('$BIN/kubectl' --kubeconfig '$BERTH_KUBECONFIG' get --raw /readyz)\" = ok ]"
 check "kubectl get ns lists default and kube-system" bash -c "'$BIN/kubectl' --kubeconfig '$BERTH_KUBECONFIG' get ns -o name | grep -q kube-system"
-bash hack/testbed/controlplane.sh down >/dev/null
+bash hack/testbed/controlplane.sh down >/dev/null || true
 check "control plane down leaves ports 6443 and 2379 free" bash -c "! ss -Hltn 'sport = :6443' | grep -q . && ! ss -Hltn 'sport = :2379' | grep -q ."
 
 echo "testbed: $PASS passed, $FAIL failed"

@@ -196,10 +196,15 @@ advertise_address() {
 
 start_apiserver() {
     port_free_or_ours "$API_PORT" cp-kube-apiserver
+    local adv reconciler=()
+    adv=$(advertise_address)
+    # A host with loopback only (e.g. a bare network namespace): the endpoint
+    # reconciler refuses loopback, so run without it.
+    case "$adv" in 127.*) reconciler=(--endpoint-reconciler-type none) ;; esac
     bg_start cp-kube-apiserver "$BIN/kube-apiserver" \
         --etcd-servers "$ETCD_URL" \
         --bind-address 127.0.0.1 \
-        --advertise-address "$(advertise_address)" \
+        --advertise-address "$adv" "${reconciler[@]}" \
         --secure-port "$API_PORT" \
         --tls-cert-file "$PKI/apiserver.crt" \
         --tls-private-key-file "$PKI/apiserver.key" \

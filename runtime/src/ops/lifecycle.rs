@@ -351,7 +351,12 @@ fn run_poststart(c: &Container) {
     if c.state.hooks.poststart.is_empty() {
         return;
     }
-    let st = c.oci_state().to_string();
+    // The state as of the start (the spec's "running", with the pid), even if
+    // a short-lived process has exited by the time the hooks run.
+    let mut st = c.oci_state();
+    st["status"] = Status::Running.as_str().into();
+    st["pid"] = c.state.pid.into();
+    let st = st.to_string();
     if let Err(e) = hooks::run("poststart", &c.state.hooks.poststart, &st) {
         crate::log::warn(&format!("container {}: {}", c.id, process::chain(&e)));
     }
