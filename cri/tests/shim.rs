@@ -221,32 +221,24 @@ async fn kill_stops_a_running_container_and_shutdown_waits_for_none_left() {
     ));
 
     assert_eq!(
-        call(
-            &s.socket,
-            &Request::Kill {
-                id: id.clone(),
-                signal: 9,
-                all: false
-            }
-        )
-        .await
-        .unwrap(),
+        s.req(Request::Kill {
+            id: id.clone(),
+            signal: 9,
+            all: false
+        })
+        .await,
         Response::Ok
     );
     let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
     assert_eq!(st.exit_code, Some(137), "SIGKILL is exit code 128+9");
     // Killing an exited container is fine.
     assert_eq!(
-        call(
-            &s.socket,
-            &Request::Kill {
-                id: id.clone(),
-                signal: 9,
-                all: false
-            }
-        )
-        .await
-        .unwrap(),
+        s.req(Request::Kill {
+            id: id.clone(),
+            signal: 9,
+            all: false
+        })
+        .await,
         Response::Ok
     );
     assert_eq!(

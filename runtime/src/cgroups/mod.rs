@@ -44,6 +44,23 @@ pub(crate) fn io_err(
     move |source| CgroupError::Io { what, path, source }
 }
 
+/// The `pids.max` value (the same file in v1 and v2) for a spec limit:
+/// zero or less means no limit.
+pub(crate) fn pids_max(limit: i64) -> String {
+    if limit > 0 {
+        limit.to_string()
+    } else {
+        "max".into()
+    }
+}
+
+/// A `pids.max` file read back for stats: "max" (no limit) is reported as 0.
+pub(crate) fn read_pids_limit(file: &Path) -> u64 {
+    read_u64(file)
+        .map(|v| if v == u64::MAX { 0 } else { v })
+        .unwrap_or(0)
+}
+
 const ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 

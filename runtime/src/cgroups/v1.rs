@@ -141,15 +141,7 @@ pub fn writes(r: &Resources, extra_devices: &[String], with_defaults: bool) -> V
         }
     }
     if let Some(p) = &r.pids {
-        put(
-            "pids",
-            "pids.max",
-            if p.limit > 0 {
-                p.limit.to_string()
-            } else {
-                "max".into()
-            },
-        );
+        put("pids", "pids.max", super::pids_max(p.limit));
     }
     if let Some(b) = &r.block_io {
         if let Some(v) = b.weight {
@@ -361,7 +353,7 @@ pub fn stats(p: &CgroupPaths) -> serde_json::Value {
     }
     if let Some(d) = p.dir_of("pids") {
         data["pids"] = json!({"current": read_u64(&d.join("pids.current")).unwrap_or(0),
-            "limit": read_u64(&d.join("pids.max")).map(|v| if v == u64::MAX { 0 } else { v }).unwrap_or(0)});
+            "limit": super::read_pids_limit(&d.join("pids.max"))});
     }
     data
 }

@@ -104,14 +104,7 @@ pub fn writes(r: &Resources) -> Vec<(String, String)> {
         }
     }
     if let Some(p) = &r.pids {
-        put(
-            "pids.max",
-            if p.limit > 0 {
-                p.limit.to_string()
-            } else {
-                "max".into()
-            },
-        );
+        put("pids.max", super::pids_max(p.limit));
     }
     if let Some(b) = &r.block_io {
         if let Some(v) = b.weight {
@@ -204,7 +197,7 @@ pub fn stats(path: &Path) -> serde_json::Value {
                    "raw": kv_file(&path.join("memory.stat")),
                    "oomKillCount": ev.get("oom_kill").cloned().unwrap_or(0.into())},
         "pids": {"current": read_u64(&path.join("pids.current")).unwrap_or(0),
-                 "limit": read_u64(&path.join("pids.max")).map(|v| if v == u64::MAX { 0 } else { v }).unwrap_or(0)},
+                 "limit": super::read_pids_limit(&path.join("pids.max"))},
     })
 }
 

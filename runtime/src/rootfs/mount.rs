@@ -46,6 +46,17 @@ fn field(m: &MountConfig) -> String {
     format!("mounts[{}] {}", m.index, m.destination)
 }
 
+/// Bind `src` (recursively) onto the resolved target `t`.
+fn rbind(src: &CStr, t: &OwnedFd) -> std::io::Result<()> {
+    sys::mount(
+        Some(src),
+        &sys::fd_path(t.as_raw_fd()),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+}
+
 fn target(root: BorrowedFd<'_>, m: &MountConfig, leaf: Leaf) -> Result<OwnedFd, RootfsError> {
     resolve::ensure(root, &m.destination, leaf).map_err(|source| RootfsError::Resolve {
         field: format!("mounts[{}].destination", m.index),
@@ -119,14 +130,7 @@ pub fn mount_one(
                         "/dev/mqueue"
                     })
                     .expect("static");
-                    sys::mount(
-                        Some(&host),
-                        &sys::fd_path(t.as_raw_fd()),
-                        None,
-                        libc::MS_BIND | libc::MS_REC,
-                        None,
-                    )
-                    .map_err(io_err(format!(
+                    rbind(&host, &t).map_err(io_err(format!(
                         "{}: mount {fstype} (bind fallback)",
                         field(m)
                     )))?;
@@ -176,14 +180,7 @@ fn mount_cgroup(
             };
             if r.is_err() {
                 let src = CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
-                sys::mount(
-                    Some(&src),
-                    &sys::fd_path(t.as_raw_fd()),
-                    None,
-                    libc::MS_BIND | libc::MS_REC,
-                    None,
-                )
-                .map_err(io_err(format!(
+                rbind(&src, &t).map_err(io_err(format!(
                     "{}: bind cgroup {}",
                     field(m),
                     path.display()
