@@ -57,6 +57,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("{what}")]
+    Images {
+        what: String,
+        #[source]
+        source: Box<berth_images::Error>,
+    },
     #[error("serving CRI: {0}")]
     Serve(String),
     #[error("{0}: aborted while in flight")]
@@ -84,6 +90,10 @@ impl From<Error> for tonic::Status {
             Error::NotFound { .. } => tonic::Status::not_found(msg),
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             Error::Aborted(_) => tonic::Status::aborted(msg),
+            Error::Images { source, .. } => match *source {
+                berth_images::Error::NotFound(_) => tonic::Status::not_found(msg),
+                _ => tonic::Status::unknown(msg),
+            },
             Error::ConfigRead { .. }
             | Error::Socket { .. }
             | Error::Network { .. }

@@ -7,6 +7,7 @@
 pub mod cni;
 pub mod config;
 pub mod error;
+pub mod images;
 pub mod logfmt;
 pub mod pinns;
 pub mod sandbox;

@@ -58,11 +58,19 @@ pub async fn serve(
             return Err(e);
         }
     };
+    let images = match crate::images::open(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
+        }
+    };
+    let image_service = ImageService::new(Arc::clone(&config), Arc::clone(&images));
     let runtime = RuntimeService::new(config, sandboxes);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime))
-        .add_service(ImageServiceServer::new(ImageService::default()))
+        .add_service(ImageServiceServer::new(image_service))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

@@ -2,8 +2,24 @@
 
 use super::unimplemented_rpcs;
 
-#[derive(Default)]
-pub struct ImageService {}
+use std::sync::Arc;
+
+use berth_images::ImageStore;
+
+use crate::config::Config;
+
+pub struct ImageService {
+    #[allow(dead_code)]
+    config: Arc<Config>,
+    #[allow(dead_code)]
+    store: Arc<ImageStore>,
+}
+
+impl ImageService {
+    pub fn new(config: Arc<Config>, store: Arc<ImageStore>) -> Self {
+        ImageService { config, store }
+    }
+}
 
 #[tonic::async_trait]
 impl k8s_cri::v1::image_service_server::ImageService for ImageService {
