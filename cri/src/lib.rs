@@ -6,6 +6,7 @@
 
 pub mod cni;
 pub mod config;
+pub mod container;
 pub mod error;
 pub mod images;
 pub mod logfmt;
