@@ -53,6 +53,9 @@ pub struct Config {
     pub stream_address: String,
     /// The per-pod monitor; a bare name is looked up next to berthd first.
     pub shim_path: PathBuf,
+    /// The pause binary for pods that share a PID namespace; looked up like
+    /// `shim_path`.
+    pub pause_path: PathBuf,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             runtimes: BTreeMap::from([("berth-runc".to_owned(), runtime)]),
             stream_address: "127.0.0.1:0".to_owned(),
             shim_path: PathBuf::from("berth-shim"),
+            pause_path: PathBuf::from("berth-pause"),
         }
     }
 }

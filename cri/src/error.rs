@@ -63,6 +63,13 @@ pub enum Error {
         #[source]
         source: Box<berth_images::Error>,
     },
+    /// The OCI runtime (through the pod's monitor) refused or failed.
+    #[error("{0}")]
+    Runtime(String),
+    #[error("pod monitor")]
+    Shim(#[from] crate::shim::client::ClientError),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("serving CRI: {0}")]
     Serve(String),
     #[error("{0}: aborted while in flight")]
@@ -90,6 +97,9 @@ impl From<Error> for tonic::Status {
             Error::NotFound { .. } => tonic::Status::not_found(msg),
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             Error::Aborted(_) => tonic::Status::aborted(msg),
+            Error::Runtime(_) => tonic::Status::unknown(msg),
+            Error::Shim(_) => tonic::Status::unavailable(msg),
+            Error::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(msg),
             Error::Images { source, .. } => match *source {
                 berth_images::Error::NotFound(_) => tonic::Status::not_found(msg),
                 _ => tonic::Status::unknown(msg),

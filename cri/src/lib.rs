@@ -11,6 +11,7 @@ pub mod error;
 pub mod images;
 pub mod logfmt;
 pub mod pinns;
+pub mod reserve;
 pub mod sandbox;
 pub mod server;
 pub mod service;

@@ -65,8 +65,19 @@ pub async fn serve(
             return Err(e);
         }
     };
+    let containers = match crate::container::ContainerManager::open(
+        Arc::clone(&config),
+        Arc::clone(&sandboxes),
+        Arc::clone(&images),
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
+        }
+    };
     let image_service = ImageService::new(Arc::clone(&config), Arc::clone(&images));
-    let runtime = RuntimeService::new(config, sandboxes);
+    let runtime = RuntimeService::new(config, sandboxes, containers);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime))

@@ -130,12 +130,12 @@ async fn version_status_and_runtime_config() {
     );
 
     let err = rt
-        .list_containers(cri::ListContainersRequest::default())
+        .update_container_resources(cri::UpdateContainerResourcesRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert!(
-        err.message().contains("list_containers"),
+        err.message().contains("update_container_resources"),
         "{}",
         err.message()
     );

@@ -292,18 +292,20 @@ async fn invalid_and_unsupported_requests_leave_nothing() {
         err.message()
     );
 
-    let mut shared_pid = pod("pid", "uid-5");
-    shared_pid.linux = Some(linux(cri::NamespaceOption {
-        pid: cri::NamespaceMode::Pod as i32,
+    let mut target_net = pod("target", "uid-5");
+    target_net.linux = Some(linux(cri::NamespaceOption {
+        network: cri::NamespaceMode::Target as i32,
+        pid: cri::NamespaceMode::Container as i32,
         ..Default::default()
     }));
-    let err = rt.run_pod_sandbox(run_req(shared_pid)).await.unwrap_err();
+    let err = rt.run_pod_sandbox(run_req(target_net)).await.unwrap_err();
     assert_eq!(
         err.code(),
-        tonic::Code::FailedPrecondition,
+        tonic::Code::InvalidArgument,
         "{}",
         err.message()
     );
+    assert!(err.message().contains("TARGET"), "{}", err.message());
 
     let items = rt
         .list_pod_sandbox(cri::ListPodSandboxRequest::default())

@@ -1,4 +1,694 @@
-//! CRI containers: the OCI spec built from the CRI config and the image,
-//! the rootfs, and the lifecycle through the pod's berth-shim.
+//! CRI containers: the OCI spec built from the CRI config and the image
+//! (`spec`, `user`, `seccomp`), the overlay rootfs from the images crate,
+//! and the lifecycle through the pod's berth-shim.
+//!
+//! berthd keeps a durable record per container (`<root>/containers/`); the
+//! live state (created, running, exited, exit code, times) is the shim's,
+//! asked for on every status, so it is right after a berthd restart.
+//! Never touches a sandbox's namespaces or network: those are
+//! `sandbox::SandboxManager`'s.
 
+pub mod exec;
+pub mod model;
 pub mod seccomp;
+pub mod spec;
+pub mod user;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_images::ImageStore;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::reserve::{Claim, Names};
+use crate::sandbox::model::{NsMode, Sandbox, SandboxState};
+use crate::sandbox::{SandboxManager, error_chain, new_id};
+use crate::shim::client::call;
+use crate::shim::proto::{self, ErrorKind, Request, Response, RuntimeCmd};
+use crate::store::JsonStore;
+use model::{Container, ContainerSpec, State, Status};
+
+/// Filters of `ListContainers`.
+#[derive(Debug, Default, Clone)]
+pub struct ContainerFilter {
+    pub id: Option<String>,
+    pub sandbox_id: Option<String>,
+    pub state: Option<State>,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub struct ContainerManager {
+    config: Arc<Config>,
+    sandboxes: Arc<SandboxManager>,
+    images: Arc<ImageStore>,
+    store: JsonStore<Container>,
+    /// Bundles: `<root>/containers/<id>/` (config.json, upper, work, rootfs).
+    bundles: PathBuf,
+    containers: Mutex<BTreeMap<String, Container>>,
+    names: Names,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+/// A shim error response as berthd's error.
+fn shim_error(kind: ErrorKind, message: String) -> Error {
+    match kind {
+        ErrorKind::NotFound => Error::NotFound {
+            kind: "container",
+            id: message,
+        },
+        ErrorKind::AlreadyExists | ErrorKind::FailedPrecondition => {
+            Error::FailedPrecondition(message)
+        }
+        ErrorKind::BadRequest => Error::InvalidArgument(message),
+        ErrorKind::Runtime => Error::Runtime(message),
+    }
+}
+
+async fn shim_call(socket: &Path, req: &Request) -> Result<Response> {
+    match call(socket, req).await? {
+        Response::Error { kind, message } => Err(shim_error(kind, message)),
+        r => Ok(r),
+    }
+}
+
+/// The oom-kill count of a container's cgroup (v2 `memory.events`, or v1
+/// `memory.oom_control`), while the cgroup exists.
+fn oom_kills(cgroup_path: &str) -> u64 {
+    let rel = cgroup_path.trim_start_matches('/');
+    let files = [
+        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
+        (
+            format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
+            "oom_kill ",
+        ),
+    ];
+    for (f, key) in files {
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            return text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
+fn status_of(c: &Container, st: Option<&proto::ContainerState>) -> Status {
+    let Some(st) = st else {
+        return Status {
+            state: State::Unknown,
+            pid: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: "Unknown".into(),
+            message: "the pod's monitor does not know this container".into(),
+        };
+    };
+    let state = match st.status {
+        proto::Status::Created => State::Created,
+        proto::Status::Running => State::Running,
+        proto::Status::Exited => State::Exited,
+    };
+    let exit_code = st.exit_code.unwrap_or(0);
+    let reason = match state {
+        State::Exited if oom_kills(&c.cgroup_path) > 0 => "OOMKilled",
+        State::Exited if exit_code == 0 => "Completed",
+        State::Exited => "Error",
+        _ => "",
+    };
+    Status {
+        state,
+        pid: st.pid,
+        started_at: st.started_at.unwrap_or(0),
+        finished_at: st.finished_at.unwrap_or(0),
+        exit_code,
+        reason: reason.into(),
+        message: String::new(),
+    }
+}
+
+impl ContainerManager {
+    /// Open the store and load every record.
+    pub fn open(
+        config: Arc<Config>,
+        sandboxes: Arc<SandboxManager>,
+        images: Arc<ImageStore>,
+    ) -> Result<Arc<Self>> {
+        let store = JsonStore::open(config.root_dir.join("containers"))?;
+        let (records, bad) = store.load_all();
+        for e in bad {
+            tracing::warn!(error = %e, "skipping unreadable container record");
+        }
+        let mgr = ContainerManager {
+            bundles: config.root_dir.join("bundles"),
+            config,
+            sandboxes,
+            images,
+            store,
+            containers: Mutex::default(),
+            names: Names::new("container"),
+        };
+        for (_, c) in records {
+            if let Some(sb) = mgr.sandboxes.get(&c.sandbox_id) {
+                mgr.names.hold(&name_key(&c.spec, &sb), &c.id);
+            }
+            mgr.containers
+                .lock()
+                .expect("containers lock")
+                .insert(c.id.clone(), c);
+        }
+        Ok(Arc::new(mgr))
+    }
+
+    fn runtime_cmd(&self, handler: &str) -> Result<RuntimeCmd> {
+        crate::sandbox::monitor::runtime_cmd(&self.config, handler)
+    }
+
+    fn shim_socket(sb: &Sandbox) -> Result<PathBuf> {
+        sb.shim.as_ref().map(|s| s.socket.clone()).ok_or_else(|| {
+            Error::FailedPrecondition(format!("sandbox {} has no running monitor", sb.id))
+        })
+    }
+
+    /// Resolve a full id or a unique prefix.
+    pub fn resolve(&self, id: &str) -> Result<String> {
+        let map = self.containers.lock().expect("containers lock");
+        if map.contains_key(id) {
+            return Ok(id.to_owned());
+        }
+        let mut matches = map.keys().filter(|k| !id.is_empty() && k.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(one.clone()),
+            (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
+                "container id prefix {id:?} is ambiguous"
+            ))),
+            _ => Err(Error::NotFound {
+                kind: "container",
+                id: id.to_owned(),
+            }),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Container> {
+        let id = self.resolve(id)?;
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NotFound {
+                kind: "container",
+                id,
+            })
+    }
+
+    /// `CreateContainer`: the new container's id. A retry of a request in
+    /// flight gets that request's container.
+    pub async fn create(self: &Arc<Self>, sandbox_id: &str, spec: ContainerSpec) -> Result<String> {
+        let sb = self.sandboxes.status(sandbox_id)?;
+        if sb.state != SandboxState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "sandbox {} is not ready",
+                sb.id
+            )));
+        }
+        let key = name_key(&spec, &sb);
+        let ticket = match self.names.claim(&key).await? {
+            Claim::Held(id) => {
+                let same = self
+                    .containers
+                    .lock()
+                    .expect("containers lock")
+                    .get(&id)
+                    .is_some_and(|c| c.spec == spec && c.sandbox_id == sb.id);
+                return if same {
+                    Ok(id)
+                } else {
+                    Err(self.names.reserved(&key, &id))
+                };
+            }
+            Claim::New(t) => t,
+        };
+        let mgr = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let result = mgr.create_new(sb, spec).await;
+            mgr.names
+                .finish(ticket, result.as_deref().map_err(|e| error_chain(e)));
+            result
+        });
+        task.await
+            .map_err(|e| Error::Aborted(format!("container task: {e}")))?
+    }
+
+    async fn create_new(&self, sb: Sandbox, spec: ContainerSpec) -> Result<String> {
+        let image = self
+            .images
+            .get(&spec.image)
+            .map_err(|e| Error::Images {
+                what: format!("image {}", spec.image),
+                source: Box::new(e),
+            })?
+            .ok_or_else(|| Error::NotFound {
+                kind: "image",
+                id: spec.image.clone(),
+            })?;
+        let id = new_id();
+        let bundle = self.bundles.join(&id);
+        let runtime = self.runtime_cmd(&sb.spec.runtime_handler)?;
+        let cgroup_path = self.cgroup_path(&sb, &id);
+        let log_path = (!sb.spec.log_directory.is_empty() && !spec.log_path.is_empty())
+            .then(|| Path::new(&sb.spec.log_directory).join(&spec.log_path));
+        let stop_signal = match image.config.run.stop_signal.as_str() {
+            "" => libc::SIGTERM,
+            s => berth_runtime::signal::parse(s).unwrap_or(libc::SIGTERM),
+        };
+        let c = Container {
+            id: id.clone(),
+            sandbox_id: sb.id.clone(),
+            image_id: image.id.to_string(),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.to_string()),
+            spec,
+            created_at: now_ns(),
+            bundle: bundle.clone(),
+            log_path: log_path.clone(),
+            runtime_handler: sb.spec.runtime_handler.clone(),
+            stop_signal,
+            cgroup_path,
+        };
+        // Recorded first: a crash from here on leaves a record that status
+        // reports and remove cleans up, never an orphan.
+        self.store.put(&id, &c)?;
+        let result = self.prepare_and_create(&sb, &c, &image, runtime).await;
+        if let Err(e) = result {
+            tracing::warn!(container_id = %id, error = %error_chain(&e), "create failed; cleaning up");
+            self.cleanup(&c).await;
+            let _ = self.store.remove(&id);
+            return Err(e);
+        }
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .insert(id.clone(), c);
+        tracing::info!(container_id = %id, sandbox_id = %sb.id, "container created");
+        Ok(id)
+    }
+
+    fn cgroup_path(&self, sb: &Sandbox, id: &str) -> String {
+        crate::sandbox::monitor::cgroup_path(&self.config, &sb.spec.cgroup_parent, id)
+    }
+
+    async fn prepare_and_create(
+        &self,
+        sb: &Sandbox,
+        c: &Container,
+        image: &berth_images::store::images::ImageRecord,
+        runtime: RuntimeCmd,
+    ) -> Result<()> {
+        let spec = &c.spec;
+        if let Some(p) = &c.log_path
+            && let Some(dir) = p.parent()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                what: "container log folder",
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let lowerdirs = self.images.lowerdirs(image);
+        let bundle = c.bundle.clone();
+        let rootfs =
+            tokio::task::spawn_blocking(move || berth_images::rootfs::prepare(&bundle, &lowerdirs))
+                .await
+                .map_err(|e| Error::Aborted(format!("rootfs task: {e}")))?
+                .map_err(|e| Error::Runtime(format!("container {}: {}", c.id, error_chain(&e))))?;
+        let user = user::resolve(
+            &rootfs.rootfs,
+            &image.config.run.user,
+            &spec.security.run_as,
+            spec.security.run_as_group,
+            &spec.security.supplemental_groups,
+            spec.security.strict_groups,
+        )
+        .map_err(|e| Error::InvalidArgument(format!("container {}: {}", c.id, error_chain(&e))))?;
+        let devices = host_devices(spec)?;
+        let pid_ns = self.pid_namespace(sb, spec).await?;
+        let oci = spec::build(&spec::Input {
+            id: &c.id,
+            spec,
+            sandbox: sb,
+            image: &image.config.run,
+            image_name: &c.spec.image,
+            user: &user,
+            rootfs: &rootfs.rootfs,
+            cgroup_path: &c.cgroup_path,
+            pid_ns,
+            devices,
+            oom_floor: own_oom_score_adj(),
+            cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        })
+        .map_err(|e| match e {
+            spec::SpecError::Namespace { .. } => {
+                Error::FailedPrecondition(format!("container {}: {}", c.id, error_chain(&e)))
+            }
+            _ => Error::InvalidArgument(format!("container {}: {}", c.id, error_chain(&e))),
+        })?;
+        let json = serde_json::to_vec_pretty(&oci).expect("specs serialize");
+        let cfg = c.bundle.join("config.json");
+        std::fs::write(&cfg, json).map_err(|source| Error::Io {
+            what: "config.json",
+            path: cfg.clone(),
+            source,
+        })?;
+        let socket = Self::shim_socket(sb)?;
+        shim_call(
+            &socket,
+            &Request::Create {
+                id: c.id.clone(),
+                bundle: c.bundle.clone(),
+                runtime,
+                log_path: c.log_path.clone(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The pid namespace a container joins: the pod's (its pause process)
+    /// or a target container's.
+    async fn pid_namespace(&self, sb: &Sandbox, spec: &ContainerSpec) -> Result<Option<PathBuf>> {
+        match spec.security.pid {
+            NsMode::Pod => {
+                let pid = sb.pause_pid().ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "sandbox {} has no pause process for a pod-wide pid namespace",
+                        sb.id
+                    ))
+                })?;
+                Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/pid"))))
+            }
+            NsMode::Target => {
+                let target = self.get(&spec.security.target_id)?;
+                let (_, st) = self.status(&target.id).await?;
+                if st.state != State::Running {
+                    return Err(Error::FailedPrecondition(format!(
+                        "target container {} is not running",
+                        target.id
+                    )));
+                }
+                Ok(Some(PathBuf::from(format!("/proc/{}/ns/pid", st.pid))))
+            }
+            NsMode::Container | NsMode::Node => Ok(None),
+        }
+    }
+
+    /// Undo what create did: the runtime's container, the rootfs, the bundle.
+    async fn cleanup(&self, c: &Container) {
+        if let Some(sb) = self.sandboxes.get(&c.sandbox_id)
+            && let Ok(socket) = Self::shim_socket(&sb)
+            && let Err(e) = shim_call(&socket, &Request::Delete { id: c.id.clone() }).await
+        {
+            tracing::warn!(container_id = %c.id, error = %error_chain(&e), "monitor delete");
+        }
+        let bundle = c.bundle.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || berth_images::rootfs::remove(&bundle)).await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(container_id = %c.id, error = %error_chain(&e), "removing rootfs");
+        }
+    }
+
+    /// `StartContainer`.
+    pub async fn start(&self, id: &str) -> Result<()> {
+        let c = self.get(id)?;
+        let sb = self.sandbox_of(&c)?;
+        shim_call(
+            &Self::shim_socket(&sb)?,
+            &Request::Start { id: c.id.clone() },
+        )
+        .await?;
+        tracing::info!(container_id = %c.id, "container started");
+        Ok(())
+    }
+
+    fn sandbox_of(&self, c: &Container) -> Result<Sandbox> {
+        self.sandboxes
+            .get(&c.sandbox_id)
+            .ok_or_else(|| Error::NotFound {
+                kind: "sandbox",
+                id: c.sandbox_id.clone(),
+            })
+    }
+
+    /// The record and the live status of a container.
+    pub async fn status(&self, id: &str) -> Result<(Container, Status)> {
+        let c = self.get(id)?;
+        let st = match self.sandboxes.get(&c.sandbox_id).and_then(|sb| sb.shim) {
+            Some(shim) => match call(&shim.socket, &Request::State { id: c.id.clone() }).await {
+                Ok(Response::State { state }) => Some(state),
+                _ => None,
+            },
+            None => None,
+        };
+        let status = status_of(&c, st.as_ref());
+        Ok((c, status))
+    }
+
+    /// `ListContainers`: one monitor call per pod.
+    pub async fn list(&self, f: &ContainerFilter) -> Vec<(Container, Status)> {
+        let sandbox_filter = match &f.sandbox_id {
+            Some(s) => match self.sandboxes.resolve(s) {
+                Ok(id) => Some(id),
+                Err(_) => return Vec::new(),
+            },
+            None => None,
+        };
+        let picked: Vec<Container> = self
+            .containers
+            .lock()
+            .expect("containers lock")
+            .values()
+            .filter(|c| f.id.as_ref().is_none_or(|id| c.id.starts_with(id.as_str())))
+            .filter(|c| sandbox_filter.as_ref().is_none_or(|s| c.sandbox_id == *s))
+            .filter(|c| {
+                f.labels
+                    .iter()
+                    .all(|(k, v)| c.spec.labels.get(k) == Some(v))
+            })
+            .cloned()
+            .collect();
+        let mut by_pod: BTreeMap<String, Vec<Container>> = BTreeMap::new();
+        for c in picked {
+            by_pod.entry(c.sandbox_id.clone()).or_default().push(c);
+        }
+        let mut out = Vec::new();
+        for (sandbox_id, cs) in by_pod {
+            let states = match self.sandboxes.get(&sandbox_id).and_then(|sb| sb.shim) {
+                Some(shim) => match call(&shim.socket, &Request::List).await {
+                    Ok(Response::List { containers }) => containers,
+                    _ => Vec::new(),
+                },
+                None => Vec::new(),
+            };
+            for c in cs {
+                let st = states.iter().find(|s| s.id == c.id);
+                let status = status_of(&c, st);
+                if f.state.is_none_or(|s| s == status.state) {
+                    out.push((c, status));
+                }
+            }
+        }
+        out.sort_by_key(|(c, _)| c.created_at);
+        out
+    }
+
+    /// `StopContainer`: the stop signal, then SIGKILL after `timeout`.
+    /// Stopping a stopped container is fine; an unknown one is NotFound.
+    pub async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
+        let (c, st) = self.status(id).await?;
+        if !matches!(st.state, State::Running | State::Created) {
+            return Ok(());
+        }
+        let sb = self.sandbox_of(&c)?;
+        let socket = Self::shim_socket(&sb)?;
+        let wait = || {
+            let socket = socket.clone();
+            let id = c.id.clone();
+            async move { shim_call(&socket, &Request::Wait { id }).await }
+        };
+        if !timeout.is_zero() && st.state == State::Running {
+            shim_call(
+                &socket,
+                &Request::Kill {
+                    id: c.id.clone(),
+                    signal: c.stop_signal,
+                    all: false,
+                },
+            )
+            .await?;
+            if tokio::time::timeout(timeout, wait()).await.is_ok() {
+                tracing::info!(container_id = %c.id, "container stopped");
+                return Ok(());
+            }
+            tracing::info!(container_id = %c.id, ?timeout, "stop signal not heeded; killing");
+        }
+        self.kill_and_wait(&socket, &c.id).await?;
+        tracing::info!(container_id = %c.id, "container stopped");
+        Ok(())
+    }
+
+    async fn kill_and_wait(&self, socket: &Path, id: &str) -> Result<()> {
+        shim_call(
+            socket,
+            &Request::Kill {
+                id: id.to_owned(),
+                signal: libc::SIGKILL,
+                all: true,
+            },
+        )
+        .await?;
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            shim_call(socket, &Request::Wait { id: id.to_owned() }),
+        )
+        .await
+        {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "container {id}: still running 30 s after SIGKILL"
+            ))),
+        }
+    }
+
+    /// `RemoveContainer`: kill it if it runs, then remove everything;
+    /// removing a removed container is fine.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let c = match self.get(id) {
+            Ok(c) => c,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let (_, st) = self.status(&c.id).await?;
+        if let (State::Running | State::Created, Some(sb)) =
+            (st.state, self.sandboxes.get(&c.sandbox_id))
+        {
+            self.kill_and_wait(&Self::shim_socket(&sb)?, &c.id).await?;
+        }
+        self.cleanup(&c).await;
+        self.store.remove(&c.id)?;
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .remove(&c.id);
+        if let Some(sb) = self.sandboxes.get(&c.sandbox_id) {
+            self.names.release(&name_key(&c.spec, &sb), &c.id);
+        }
+        tracing::info!(container_id = %c.id, "container removed");
+        Ok(())
+    }
+
+    /// The containers of a pod.
+    pub fn of_sandbox(&self, sandbox_id: &str) -> Vec<Container> {
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .values()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .cloned()
+            .collect()
+    }
+
+    /// `ReopenContainerLog`.
+    pub async fn reopen_log(&self, id: &str) -> Result<()> {
+        let (c, st) = self.status(id).await?;
+        if st.state != State::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.id
+            )));
+        }
+        let sb = self.sandbox_of(&c)?;
+        shim_call(&Self::shim_socket(&sb)?, &Request::ReopenLog { id: c.id }).await?;
+        Ok(())
+    }
+
+    /// How to run the OCI runtime for a container (for exec).
+    pub fn runtime_for(&self, c: &Container) -> Result<RuntimeCmd> {
+        self.runtime_cmd(&c.runtime_handler)
+    }
+}
+
+/// The reservation key (as containerd names containers).
+fn name_key(spec: &ContainerSpec, sb: &Sandbox) -> String {
+    format!(
+        "{}_{}_{}_{}_{}",
+        spec.meta.name,
+        sb.spec.meta.name,
+        sb.spec.meta.namespace,
+        sb.spec.meta.uid,
+        spec.meta.attempt
+    )
+}
+
+/// berthd's own oom_score_adj: a container cannot go below it without
+/// CAP_SYS_RESOURCE, so lower requests are raised to it rather than fail.
+fn own_oom_score_adj() -> i64 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The request's devices, with their numbers from the host.
+fn host_devices(spec: &ContainerSpec) -> Result<Vec<spec::HostDevice>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for d in &spec.devices {
+        let md = std::fs::metadata(&d.host_path).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "device {}: host path {}: {e}",
+                d.container_path,
+                d.host_path.display()
+            ))
+        })?;
+        let kind = if md.file_type().is_char_device() {
+            'c'
+        } else if md.file_type().is_block_device() {
+            'b'
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "device {}: host path {} is not a device",
+                d.container_path,
+                d.host_path.display()
+            )));
+        };
+        let rdev = md.rdev();
+        out.push(spec::HostDevice {
+            container_path: d.container_path.clone(),
+            kind,
+            major: libc::major(rdev) as i64,
+            minor: libc::minor(rdev) as i64,
+            mode: md.mode(),
+            permissions: if d.permissions.is_empty() {
+                "rwm".into()
+            } else {
+                d.permissions.clone()
+            },
+        });
+    }
+    Ok(out)
+}

@@ -11,35 +11,28 @@
 pub mod files;
 pub mod model;
 pub mod monitor;
+pub mod pause;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::sync::watch;
 
 use crate::cni::{Attachment, Cni};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pinns::{NsKind, PinnedNs};
+use crate::reserve::{Claim, Names};
 use crate::store::JsonStore;
 use model::{NsMode, Sandbox, SandboxSpec, SandboxState, ShimRef};
-
-type Outcome = Option<std::result::Result<String, String>>;
-
-enum Reservation {
-    InFlight(watch::Receiver<Outcome>),
-    Held(String),
-}
 
 #[derive(Default)]
 struct Inner {
     sandboxes: BTreeMap<String, Sandbox>,
-    names: HashMap<String, Reservation>,
 }
 
 pub struct SandboxManager {
+    config: Config,
     cni: Cni,
     shim_binary: PathBuf,
     /// Shim sockets (a short path: see `monitor::socket_path`).
@@ -48,6 +41,7 @@ pub struct SandboxManager {
     sandboxes_dir: PathBuf,
     store: JsonStore<Sandbox>,
     inner: Mutex<Inner>,
+    names: Names,
     /// Serializes stop/remove so two of them never tear down one sandbox at
     /// once.
     teardown: tokio::sync::Mutex<()>,
@@ -94,6 +88,7 @@ impl SandboxManager {
             tracing::warn!(error = %e, "skipping unreadable sandbox record");
         }
         let mgr = Arc::new(SandboxManager {
+            config: config.clone(),
             cni,
             shim_binary: monitor::resolve_binary(&config.shim_path),
             socket_dir: config.state_dir.join("s"),
@@ -101,6 +96,7 @@ impl SandboxManager {
             sandboxes_dir: config.state_dir.join("sandboxes"),
             store,
             inner: Mutex::new(Inner::default()),
+            names: Names::new("sandbox"),
             teardown: tokio::sync::Mutex::new(()),
         });
         for (_, mut sb) in records {
@@ -121,11 +117,12 @@ impl SandboxManager {
                 sb.netns = None;
                 mgr.store.put(&sb.id, &sb)?;
             }
-            let mut inner = mgr.inner.lock().expect("sandbox lock");
-            inner
-                .names
-                .insert(sb.spec.meta.key(), Reservation::Held(sb.id.clone()));
-            inner.sandboxes.insert(sb.id.clone(), sb);
+            mgr.names.hold(&sb.spec.meta.key(), &sb.id);
+            mgr.inner
+                .lock()
+                .expect("sandbox lock")
+                .sandboxes
+                .insert(sb.id.clone(), sb);
         }
         Ok(mgr)
     }
@@ -148,75 +145,42 @@ impl SandboxManager {
     /// `RunPodSandbox`: the sandbox's id.
     pub async fn run(self: &Arc<Self>, spec: SandboxSpec) -> Result<String> {
         let key = spec.meta.key();
-        let tx = loop {
-            let mut rx = {
-                let mut inner = self.inner.lock().expect("sandbox lock");
-                match inner.names.get(&key) {
-                    Some(Reservation::Held(id)) => {
-                        let same = inner.sandboxes.get(id).is_some_and(|sb| sb.spec == spec);
-                        if same {
-                            return Ok(id.clone());
-                        }
-                        return Err(Error::NameReserved {
-                            kind: "sandbox",
-                            name: key,
-                            holder: id.clone(),
-                        });
-                    }
-                    Some(Reservation::InFlight(rx)) => rx.clone(),
-                    None => {
-                        let (tx, rx) = watch::channel(None);
-                        inner.names.insert(key.clone(), Reservation::InFlight(rx));
-                        break tx;
-                    }
-                }
-            };
-            // Another request for this pod is running: share its outcome.
-            let outcome = rx.wait_for(Option::is_some).await.map(|o| o.clone());
-            match outcome {
-                Ok(Some(Ok(id))) => {
-                    let same = self
-                        .inner
-                        .lock()
-                        .expect("sandbox lock")
-                        .sandboxes
-                        .get(&id)
-                        .is_some_and(|sb| sb.spec == spec);
-                    if same {
-                        return Ok(id);
-                    }
-                    continue;
-                }
-                Ok(Some(Err(e))) => {
-                    return Err(Error::FailedPrecondition(format!("sandbox {key}: {e}")));
-                }
-                _ => return Err(Error::Aborted(format!("sandbox {key}"))),
+        let ticket = match self.names.claim(&key).await? {
+            Claim::Held(id) => {
+                let same = self
+                    .inner
+                    .lock()
+                    .expect("sandbox lock")
+                    .sandboxes
+                    .get(&id)
+                    .is_some_and(|sb| sb.spec == spec);
+                return if same {
+                    Ok(id)
+                } else {
+                    Err(self.names.reserved(&key, &id))
+                };
             }
+            Claim::New(t) => t,
         };
         // The work runs on its own task: a caller that times out and goes
         // away does not cancel it half way; its retry gets the result.
         let mgr = Arc::clone(self);
         let task = tokio::spawn(async move {
             let result = mgr.create(spec).await;
-            let mut inner = mgr.inner.lock().expect("sandbox lock");
-            match &result {
-                Ok(sb) => {
-                    inner
-                        .names
-                        .insert(sb.spec.meta.key(), Reservation::Held(sb.id.clone()));
-                    inner.sandboxes.insert(sb.id.clone(), sb.clone());
-                }
-                Err(_) => {
-                    inner.names.remove(&key);
-                }
+            if let Ok(sb) = &result {
+                mgr.inner
+                    .lock()
+                    .expect("sandbox lock")
+                    .sandboxes
+                    .insert(sb.id.clone(), sb.clone());
             }
-            drop(inner);
-            tx.send_replace(Some(
+            mgr.names.finish(
+                ticket,
                 result
                     .as_ref()
-                    .map(|sb| sb.id.clone())
+                    .map(|sb| sb.id.as_str())
                     .map_err(|e| error_chain(e)),
-            ));
+            );
             result.map(|sb| sb.id)
         });
         task.await
@@ -224,12 +188,6 @@ impl SandboxManager {
     }
 
     async fn create(&self, spec: SandboxSpec) -> Result<Sandbox> {
-        if spec.pid == NsMode::Pod {
-            return Err(Error::FailedPrecondition(format!(
-                "sandbox {}: a pod-wide PID namespace needs the pause process, which berthd does not start yet",
-                spec.meta.key()
-            )));
-        }
         if spec.network == NsMode::Target || spec.ipc == NsMode::Target {
             return Err(Error::InvalidArgument(format!(
                 "sandbox {}: namespace mode TARGET is only valid for containers",
@@ -249,6 +207,7 @@ impl SandboxManager {
             ips: Vec::new(),
             network_attached: false,
             shim: None,
+            pause: None,
         };
         match self.setup(&mut sb).await {
             Ok(()) => {
@@ -318,14 +277,27 @@ impl SandboxManager {
         )?;
         let socket = monitor::socket_path(&self.socket_dir, &id);
         let pid = monitor::spawn(&self.shim_binary, &sb.files_dir.join("shim"), &socket).await?;
-        sb.shim = Some(ShimRef { pid, socket });
+        sb.shim = Some(ShimRef {
+            pid,
+            socket: socket.clone(),
+        });
         self.store.put(&id, sb)?;
+        if sb.spec.pid == NsMode::Pod {
+            let runtime = monitor::runtime_cmd(&self.config, &sb.spec.runtime_handler)?;
+            let cgroup = monitor::cgroup_path(&self.config, &sb.spec.cgroup_parent, &id);
+            let binary = monitor::resolve_binary(&self.config.pause_path);
+            sb.pause = Some(pause::start(sb, &socket, &binary, runtime, &cgroup).await?);
+            self.store.put(&id, sb)?;
+        }
         Ok(())
     }
 
     /// Release the network (CNI DEL) and its namespace. Best effort for
     /// cleanup after a failure; errors are logged.
     async fn release(&self, sb: &mut Sandbox) {
+        if let (Some(_), Some(shim)) = (sb.pause, &sb.shim) {
+            pause::stop(sb, &shim.socket, true).await;
+        }
         if let Some(shim) = sb.shim.take() {
             monitor::shutdown(shim.pid, &shim.socket).await;
         }
@@ -403,6 +375,9 @@ impl SandboxManager {
         if !sb.can_stop() {
             return Ok(());
         }
+        if let (Some(_), Some(shim)) = (sb.pause, &sb.shim) {
+            pause::stop(&sb, &shim.socket, false).await;
+        }
         self.release_network(&mut sb).await?;
         sb.state = SandboxState::NotReady;
         self.store.put(&id, &sb)?;
@@ -425,11 +400,12 @@ impl SandboxManager {
         let id = sb.id.clone();
         self.release(&mut sb).await;
         self.store.remove(&id)?;
-        let mut inner = self.inner.lock().expect("sandbox lock");
-        inner.sandboxes.remove(&id);
-        if matches!(inner.names.get(&sb.spec.meta.key()), Some(Reservation::Held(h)) if *h == id) {
-            inner.names.remove(&sb.spec.meta.key());
-        }
+        self.inner
+            .lock()
+            .expect("sandbox lock")
+            .sandboxes
+            .remove(&id);
+        self.names.release(&sb.spec.meta.key(), &id);
         tracing::info!(sandbox_id = %id, "sandbox removed");
         Ok(())
     }

@@ -95,6 +95,9 @@ pub struct Sandbox {
     /// The pod's monitor (berth-shim): its pid and socket.
     #[serde(default)]
     pub shim: Option<ShimRef>,
+    /// The pause process holding a pod-wide PID namespace (only then).
+    #[serde(default)]
+    pub pause: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +107,11 @@ pub struct ShimRef {
 }
 
 impl Sandbox {
+    /// The pause process's pid, when the pod shares a PID namespace.
+    pub fn pause_pid(&self) -> Option<i32> {
+        self.pause
+    }
+
     /// Transition: only a Ready sandbox can be stopped into NotReady; a
     /// NotReady one stays as it is (stop is idempotent).
     pub fn can_stop(&self) -> bool {

@@ -11,9 +11,51 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::config::{CgroupDriver, Config};
 use crate::error::{Error, Result};
 use crate::shim::client::call;
-use crate::shim::proto::{Request, Response};
+use crate::shim::proto::{Request, Response, RuntimeCmd};
+
+/// How a pod's containers are run: the runtime handler's binary (a bare
+/// name is looked up next to berthd first) and its `--root`.
+pub fn runtime_cmd(config: &Config, handler: &str) -> Result<RuntimeCmd> {
+    let name = if handler.is_empty() {
+        config.default_runtime.as_str()
+    } else {
+        handler
+    };
+    let h = config.runtimes.get(name).ok_or_else(|| {
+        Error::InvalidArgument(format!("runtime handler {name:?} is not configured"))
+    })?;
+    Ok(RuntimeCmd {
+        binary: resolve_binary(&h.path),
+        root: h
+            .root
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("runtime").join(name)),
+    })
+}
+
+/// The cgroup (path or systemd slice:prefix:name) of a pod's container
+/// `id`: under the pod's cgroup parent, or berthd's when the pod has none.
+pub fn cgroup_path(config: &Config, pod_parent: &str, id: &str) -> String {
+    let parent = if pod_parent.is_empty() {
+        config.cgroup_parent.as_str()
+    } else {
+        pod_parent
+    };
+    match config.cgroup_driver {
+        CgroupDriver::Cgroupfs => format!("{}/{id}", parent.trim_end_matches('/')),
+        CgroupDriver::Systemd => {
+            let slice = if parent.ends_with(".slice") {
+                parent.trim_start_matches('/')
+            } else {
+                "system.slice"
+            };
+            format!("{slice}:cri-berth:{id}")
+        }
+    }
+}
 
 /// The shim binary: `configured` if it has a `/`, else the `berth-shim` next
 /// to the running berthd, else a PATH lookup.

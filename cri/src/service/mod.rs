@@ -2,6 +2,7 @@
 //! protobuf types; everything below takes plain Rust types.
 
 pub mod convert;
+pub mod convert_container;
 pub mod image;
 pub mod runtime;
 

@@ -2,13 +2,15 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_cri::v1 as cri;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{convert, unimplemented_rpcs};
+use super::{convert, convert_container, unimplemented_rpcs};
 use crate::config::{CgroupDriver, Config};
+use crate::container::ContainerManager;
 use crate::sandbox::SandboxManager;
 
 /// The CRI API version berthd speaks.
@@ -18,15 +20,21 @@ pub const RUNTIME_NAME: &str = "berth";
 pub struct RuntimeService {
     config: Arc<Config>,
     sandboxes: Arc<SandboxManager>,
+    containers: Arc<ContainerManager>,
     /// Pod CIDR from `UpdateRuntimeConfig`, handed to CNI's host-local IPAM.
     pod_cidr: Mutex<Option<String>>,
 }
 
 impl RuntimeService {
-    pub fn new(config: Arc<Config>, sandboxes: Arc<SandboxManager>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        sandboxes: Arc<SandboxManager>,
+        containers: Arc<ContainerManager>,
+    ) -> Self {
         Self {
             config,
             sandboxes,
+            containers,
             pod_cidr: Mutex::new(None),
         }
     }
@@ -174,9 +182,13 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        self.sandboxes
-            .stop(&request.into_inner().pod_sandbox_id)
-            .await?;
+        let id = request.into_inner().pod_sandbox_id;
+        if let Ok(sb) = self.sandboxes.status(&id) {
+            for c in self.containers.of_sandbox(&sb.id) {
+                self.containers.stop(&c.id, Duration::ZERO).await?;
+            }
+        }
+        self.sandboxes.stop(&id).await?;
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -184,9 +196,13 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        self.sandboxes
-            .remove(&request.into_inner().pod_sandbox_id)
-            .await?;
+        let id = request.into_inner().pod_sandbox_id;
+        if let Ok(sb) = self.sandboxes.status(&id) {
+            for c in self.containers.of_sandbox(&sb.id) {
+                self.containers.remove(&c.id).await?;
+            }
+        }
+        self.sandboxes.remove(&id).await?;
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -234,16 +250,118 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         .into())
     }
 
+    async fn create_container(
+        &self,
+        request: Request<cri::CreateContainerRequest>,
+    ) -> Result<Response<cri::CreateContainerResponse>, Status> {
+        let req = request.into_inner();
+        let spec = convert_container::container_spec(req.config)?;
+        let container_id = self.containers.create(&req.pod_sandbox_id, spec).await?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<cri::StartContainerRequest>,
+    ) -> Result<Response<cri::StartContainerResponse>, Status> {
+        self.containers
+            .start(&request.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        request: Request<cri::StopContainerRequest>,
+    ) -> Result<Response<cri::StopContainerResponse>, Status> {
+        let req = request.into_inner();
+        let timeout = Duration::from_secs(req.timeout.max(0) as u64);
+        self.containers.stop(&req.container_id, timeout).await?;
+        Ok(Response::new(cri::StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<cri::RemoveContainerRequest>,
+    ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+        self.containers
+            .remove(&request.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<cri::ListContainersRequest>,
+    ) -> Result<Response<cri::ListContainersResponse>, Status> {
+        let filter = convert_container::container_filter(request.into_inner().filter);
+        let containers = self
+            .containers
+            .list(&filter)
+            .await
+            .iter()
+            .map(|(c, st)| convert_container::container_item(c, st))
+            .collect();
+        Ok(Response::new(cri::ListContainersResponse { containers }))
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<cri::ContainerStatusRequest>,
+    ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+        let req = request.into_inner();
+        let (c, st) = self.containers.status(&req.container_id).await?;
+        Ok(Response::new(cri::ContainerStatusResponse {
+            status: Some(convert_container::container_status(&c, &st)),
+            info: if req.verbose {
+                convert_container::container_info(&c, &st)
+            } else {
+                Default::default()
+            },
+        }))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<cri::ReopenContainerLogRequest>,
+    ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+        self.containers
+            .reopen_log(&request.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<cri::ExecSyncRequest>,
+    ) -> Result<Response<cri::ExecSyncResponse>, Status> {
+        let req = request.into_inner();
+        let (c, st) = self.containers.status(&req.container_id).await?;
+        if st.state != crate::container::model::State::Running {
+            return Err(crate::error::Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.id
+            ))
+            .into());
+        }
+        let runtime = self.containers.runtime_for(&c)?;
+        let out = crate::container::exec::exec_sync(
+            &runtime,
+            &self.config.state_dir,
+            &c.id,
+            &req.cmd,
+            Duration::from_secs(req.timeout.max(0) as u64),
+        )
+        .await?;
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+        }))
+    }
+
     unimplemented_rpcs! {
-        create_container(CreateContainerRequest) -> CreateContainerResponse;
-        start_container(StartContainerRequest) -> StartContainerResponse;
-        stop_container(StopContainerRequest) -> StopContainerResponse;
-        remove_container(RemoveContainerRequest) -> RemoveContainerResponse;
-        list_containers(ListContainersRequest) -> ListContainersResponse;
-        container_status(ContainerStatusRequest) -> ContainerStatusResponse;
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;

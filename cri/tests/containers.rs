@@ -1,0 +1,699 @@
+//! Containers through berthd's CRI, as the kubelet and crictl drive them:
+//! real images from the test bed's registry, real CNI, berth-runc. Needs
+//! root and `hack/testbed.sh up`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::Berthd;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+type Rt = RuntimeServiceClient<Channel>;
+
+fn busybox() -> String {
+    std::env::var("BERTH_BUSYBOX_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/library/busybox:latest".into())
+}
+
+/// Pull `image` into the berthd's image store with its CLI.
+fn pull(b: &Berthd, image: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .args(["images", "--root"])
+        .arg(b.dir.path().join("root/images"))
+        .args(["pull", "-q", image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pull {image} (is the test bed up? hack/testbed.sh up): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pod(name: &str, pid: cri::NamespaceMode, logs: &std::path::Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: logs.join(name).display().to_string(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: pid as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(rt: &mut Rt, config: &cri::PodSandboxConfig) -> String {
+    rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .pod_sandbox_id
+}
+
+fn container(name: &str, script: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: busybox(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        log_path: format!("{name}.log"),
+        labels: [("name".to_owned(), name.to_owned())].into(),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    rt: &mut Rt,
+    pod_id: &str,
+    pod: &cri::PodSandboxConfig,
+    c: cri::ContainerConfig,
+) -> Result<String, tonic::Status> {
+    rt.create_container(cri::CreateContainerRequest {
+        pod_sandbox_id: pod_id.into(),
+        config: Some(c),
+        sandbox_config: Some(pod.clone()),
+    })
+    .await
+    .map(|r| r.into_inner().container_id)
+}
+
+async fn start(rt: &mut Rt, id: &str) {
+    rt.start_container(cri::StartContainerRequest {
+        container_id: id.into(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn status(rt: &mut Rt, id: &str) -> cri::ContainerStatus {
+    rt.container_status(cri::ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+    .unwrap()
+}
+
+async fn wait_exited(rt: &mut Rt, id: &str) -> cri::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = status(rt, id).await;
+        if st.state == cri::ContainerState::ContainerExited as i32 {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{id} did not exit: {st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn exec(
+    rt: &mut Rt,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<cri::ExecSyncResponse, tonic::Status> {
+    rt.exec_sync(cri::ExecSyncRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+        timeout,
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+async fn list(rt: &mut Rt, filter: cri::ContainerFilter) -> Vec<cri::Container> {
+    rt.list_containers(cri::ListContainersRequest {
+        filter: Some(filter),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .containers
+}
+
+fn wait_for_log(path: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not in {}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_logs_exec_stop_and_exit_reasons() {
+    let b = Berthd::start(11);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let logs = b.dir.path().join("logs");
+    let p = pod("life", cri::NamespaceMode::Container, &logs);
+    let pod_id = run_pod(&mut rt, &p).await;
+
+    let id = create(
+        &mut rt,
+        &pod_id,
+        &p,
+        container("main", "echo out; echo err >&2; sleep 300"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status(&mut rt, &id).await.state,
+        cri::ContainerState::ContainerCreated as i32
+    );
+    start(&mut rt, &id).await;
+    let st = status(&mut rt, &id).await;
+    assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32);
+    assert!(
+        st.started_at > 0 && st.image_id.starts_with("sha256:"),
+        "{st:?}"
+    );
+    let log = wait_for_log(&logs.join("life/main.log"), "stderr F err");
+    assert!(log.contains(" stdout F out\n"), "{log}");
+
+    let r = exec(
+        &mut rt,
+        &id,
+        &["sh", "-c", "echo a; echo b >&2; exit 3"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
+        (&b"a\n"[..], &b"b\n"[..], 3)
+    );
+    let r = exec(&mut rt, &id, &["cat", "/etc/hostname"], 0)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "life");
+    let t0 = Instant::now();
+    let err = exec(&mut rt, &id, &["sleep", "30"], 1).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the timeout was not enforced"
+    );
+    let r = exec(
+        &mut rt,
+        &id,
+        &["sh", "-c", "ps -o args | grep -c '^[s]leep 30$'"],
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        "0",
+        "the timed-out exec was not killed"
+    );
+    let err = exec(&mut rt, &id, &["/no/such/binary"], 5).await;
+    assert!(
+        err.as_ref().is_err() || err.as_ref().unwrap().exit_code != 0,
+        "exec of a missing binary must fail: {err:?}"
+    );
+
+    // sh as PID 1 ignores SIGTERM: stop escalates to SIGKILL after the timeout.
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 1,
+    })
+    .await
+    .unwrap();
+    let st = status(&mut rt, &id).await;
+    assert_eq!(
+        (st.state, st.exit_code, st.reason.as_str()),
+        (cri::ContainerState::ContainerExited as i32, 137, "Error")
+    );
+    assert!(st.finished_at >= st.started_at);
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 1,
+    })
+    .await
+    .expect("stopping a stopped container is fine");
+
+    let ok = create(&mut rt, &pod_id, &p, container("ok", "exit 0"))
+        .await
+        .unwrap();
+    let bad = create(&mut rt, &pod_id, &p, container("bad", "exit 7"))
+        .await
+        .unwrap();
+    start(&mut rt, &ok).await;
+    start(&mut rt, &bad).await;
+    let st = wait_exited(&mut rt, &ok).await;
+    assert_eq!((st.exit_code, st.reason.as_str()), (0, "Completed"));
+    let st = wait_exited(&mut rt, &bad).await;
+    assert_eq!((st.exit_code, st.reason.as_str()), (7, "Error"));
+
+    let all = list(&mut rt, cri::ContainerFilter::default()).await;
+    assert_eq!(all.len(), 3);
+    let labelled = list(
+        &mut rt,
+        cri::ContainerFilter {
+            label_selector: HashMap::from([("name".to_owned(), "ok".to_owned())]),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        labelled.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [ok.as_str()]
+    );
+    let by_prefix = list(
+        &mut rt,
+        cri::ContainerFilter {
+            id: bad[..12].to_owned(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(by_prefix.len(), 1);
+
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: ok.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: ok.clone(),
+    })
+    .await
+    .expect("removing a removed container is fine");
+    assert!(
+        !b.dir.path().join("root/bundles").join(&ok).exists(),
+        "bundle left behind"
+    );
+    let err = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: ok.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    // Removing the pod removes the containers still in it.
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod_id.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod_id.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        list(&mut rt, cri::ContainerFilter::default())
+            .await
+            .is_empty()
+    );
+    let bundles = std::fs::read_dir(b.dir.path().join("root/bundles"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(bundles, 0, "bundles left behind");
+}
+
+#[tokio::test]
+async fn a_shared_pid_namespace_has_pause_as_pid_1() {
+    let b = Berthd::start(12);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let p = pod(
+        "shared",
+        cri::NamespaceMode::Pod,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    let mut c1 = container("one", "sleep 300");
+    let mut c2 = container("two", "sleep 301");
+    for c in [&mut c1, &mut c2] {
+        c.linux = None; // the pod's PID namespace (the protobuf default)
+    }
+    let one = create(&mut rt, &pod_id, &p, c1).await.unwrap();
+    let two = create(&mut rt, &pod_id, &p, c2).await.unwrap();
+    start(&mut rt, &one).await;
+    start(&mut rt, &two).await;
+    let r = exec(&mut rt, &one, &["cat", "/proc/1/cmdline"], 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim_end_matches('\0'),
+        "/pause"
+    );
+    let r = exec(
+        &mut rt,
+        &one,
+        &["sh", "-c", "ps -o args | grep -c '[s]leep 301'"],
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        "1",
+        "container one must see two's process"
+    );
+    // Stopping the pod ends every process of its PID namespace.
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod_id.clone(),
+    })
+    .await
+    .unwrap();
+    for id in [&one, &two] {
+        wait_exited(&mut rt, id).await;
+    }
+}
+
+#[tokio::test]
+async fn security_context_mounts_env_and_workdir_apply() {
+    let b = Berthd::start(13);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let p = pod(
+        "sec",
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    let host = b.dir.path().join("hostdata");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("file"), "from-host").unwrap();
+    let mut c = container("sec", "sleep 300");
+    c.working_dir = "/tmp".into();
+    c.envs = vec![cri::KeyValue {
+        key: "FOO".into(),
+        value: "bar".into(),
+    }];
+    c.mounts = vec![cri::Mount {
+        container_path: "/data".into(),
+        host_path: host.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.run_as_user = Some(cri::Int64Value { value: 1234 });
+    sc.run_as_group = Some(cri::Int64Value { value: 5678 });
+    sc.supplemental_groups = vec![42];
+    sc.readonly_rootfs = true;
+    sc.capabilities = Some(cri::Capability {
+        drop_capabilities: vec!["ALL".into()],
+        add_capabilities: vec!["NET_BIND_SERVICE".into()],
+        ..Default::default()
+    });
+    let id = create(&mut rt, &pod_id, &p, c).await.unwrap();
+    start(&mut rt, &id).await;
+    let out = |r: cri::ExecSyncResponse| String::from_utf8_lossy(&r.stdout).trim().to_owned();
+    let id_out = out(exec(&mut rt, &id, &["id"], 5).await.unwrap());
+    assert!(id_out.starts_with("uid=1234 gid=5678"), "{id_out}");
+    assert!(
+        id_out.contains("42"),
+        "supplemental group missing: {id_out}"
+    );
+    assert_eq!(out(exec(&mut rt, &id, &["pwd"], 5).await.unwrap()), "/tmp");
+    assert_eq!(
+        out(exec(&mut rt, &id, &["sh", "-c", "echo $FOO"], 5)
+            .await
+            .unwrap()),
+        "bar"
+    );
+    assert_eq!(
+        out(exec(&mut rt, &id, &["cat", "/data/file"], 5).await.unwrap()),
+        "from-host"
+    );
+    let w = exec(&mut rt, &id, &["sh", "-c", "echo x > /data/new"], 5)
+        .await
+        .unwrap();
+    assert_ne!(w.exit_code, 0, "a readonly mount was writable");
+    let w = exec(&mut rt, &id, &["touch", "/rootfile"], 5)
+        .await
+        .unwrap();
+    assert_ne!(w.exit_code, 0, "a readonly rootfs was writable");
+    let caps = out(exec(
+        &mut rt,
+        &id,
+        &["sh", "-c", "grep CapBnd /proc/self/status"],
+        5,
+    )
+    .await
+    .unwrap());
+    assert!(
+        caps.ends_with("0000000000000400"),
+        "only NET_BIND_SERVICE in the bounding set: {caps}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_requests_get_the_right_code_and_leave_nothing() {
+    let b = Berthd::start(14);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let p = pod(
+        "bad",
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+
+    let err = create(&mut rt, "0123456789abcdef", &p, container("x", "true"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    let mut c = container("noimage", "true");
+    c.image = Some(cri::ImageSpec {
+        image: "127.0.0.1:5000/never/pulled:1".into(),
+        ..Default::default()
+    });
+    let err = create(&mut rt, &pod_id, &p, c).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert!(err.message().contains("never/pulled"), "{}", err.message());
+    let dangling = b.dir.path().join("dangling");
+    std::os::unix::fs::symlink(b.dir.path().join("nothing"), &dangling).unwrap();
+    let mut c = container("link", "true");
+    c.mounts = vec![cri::Mount {
+        container_path: "/data".into(),
+        host_path: dangling.display().to_string(),
+        ..Default::default()
+    }];
+    let err = create(&mut rt, &pod_id, &p, c).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("mounts[0].host_path"),
+        "{}",
+        err.message()
+    );
+    let mut c = container("nometa", "true");
+    c.metadata = None;
+    let err = create(&mut rt, &pod_id, &p, c).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let mut c = container("nouser", "true");
+    c.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .run_as_username = "nosuchuser".into();
+    let err = create(&mut rt, &pod_id, &p, c).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("nosuchuser"), "{}", err.message());
+
+    for (what, r) in [
+        (
+            "start",
+            rt.start_container(cri::StartContainerRequest {
+                container_id: "feed".into(),
+            })
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "status",
+            rt.container_status(cri::ContainerStatusRequest {
+                container_id: "feed".into(),
+                verbose: false,
+            })
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "stop",
+            rt.stop_container(cri::StopContainerRequest {
+                container_id: "feed".into(),
+                timeout: 0,
+            })
+            .await
+            .map(|_| ()),
+        ),
+    ] {
+        assert_eq!(
+            r.unwrap_err().code(),
+            tonic::Code::NotFound,
+            "{what} of an unknown container"
+        );
+    }
+    assert!(
+        list(&mut rt, cri::ContainerFilter::default())
+            .await
+            .is_empty(),
+        "a failed create left a container"
+    );
+    let bundles = std::fs::read_dir(b.dir.path().join("root/bundles"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(bundles, 0, "a failed create left a bundle");
+    // The name of a failed create is free again.
+    let id = create(&mut rt, &pod_id, &p, container("nouser", "true"))
+        .await
+        .unwrap();
+    assert_eq!(id.len(), 64);
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_a_create_get_one_container() {
+    let b = Berthd::start(15);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let p = pod(
+        "retry",
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    let c = container("same", "sleep 300");
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let mut rt = b.runtime().await;
+        let (pod_id, p, c) = (pod_id.clone(), p.clone(), c.clone());
+        handles.push(tokio::spawn(async move {
+            create(&mut rt, &pod_id, &p, c).await
+        }));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.await.unwrap().unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "retries made several containers: {ids:?}");
+    let mut other = c.clone();
+    other.command = vec!["sleep".into(), "1".into()];
+    let err = create(&mut rt, &pod_id, &p, other).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+}
+
+#[tokio::test]
+async fn kill_9_of_berthd_loses_no_container_and_no_log_line() {
+    let mut b = Berthd::start(16);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let logs = b.dir.path().join("logs");
+    let mut running = Vec::new();
+    for i in 0..10 {
+        let p = pod(&format!("k{i}"), cri::NamespaceMode::Container, &logs);
+        let pod_id = run_pod(&mut rt, &p).await;
+        let id = create(
+            &mut rt,
+            &pod_id,
+            &p,
+            container(
+                "tick",
+                "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.05; done",
+            ),
+        )
+        .await
+        .unwrap();
+        start(&mut rt, &id).await;
+        running.push((id, logs.join(format!("k{i}/tick.log"))));
+    }
+    let before: Vec<i32> = {
+        let mut v = Vec::new();
+        for (id, _) in &running {
+            v.push(status(&mut rt, id).await.pid_or_started());
+        }
+        v
+    };
+    drop(rt);
+    b.kill9();
+    std::thread::sleep(Duration::from_millis(700));
+    b.spawn();
+    let mut rt = b.runtime().await;
+    for ((id, log), started) in running.iter().zip(&before) {
+        let st = status(&mut rt, id).await;
+        assert_eq!(
+            st.state,
+            cri::ContainerState::ContainerRunning as i32,
+            "{id} after restart: {st:?}"
+        );
+        assert_eq!(st.pid_or_started(), *started, "{id} was restarted");
+        let n_before = std::fs::read_to_string(log).unwrap().lines().count();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(log).unwrap().lines().count() <= n_before {
+            assert!(Instant::now() < deadline, "logs stopped flowing for {id}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(log).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                line.ends_with(&format!(" stdout F line-{n}")),
+                "{}: line {n} lost or out of order: {line}",
+                log.display()
+            );
+        }
+    }
+}
+
+/// A stable identity of a container's run: its start time.
+trait StartedAt {
+    fn pid_or_started(&self) -> i32;
+}
+
+impl StartedAt for cri::ContainerStatus {
+    fn pid_or_started(&self) -> i32 {
+        (self.started_at % 1_000_000_007) as i32
+    }
+}
