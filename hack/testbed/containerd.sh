@@ -24,6 +24,7 @@
 #                          log in _output/log/critest-containerd.log
 LOG_TAG=containerd
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/mirrors.sh"
 
 CTD_DIR=$OUT/containerd
 CONF=$CTD_DIR/config.toml
@@ -34,7 +35,6 @@ CNI_IPAM=$OUT/cni/ipam
 CNI_BIN=/usr/lib/cni
 BRIDGE=berthcd0
 SUBNET=10.89.0.0/24
-MIRROR=http://127.0.0.1:5000
 SANDBOX_IMAGE=registry.k8s.io/pause:3.10
 REG_DIR=$OUT/registry
 NAME=containerd
@@ -44,28 +44,9 @@ OCI_RUNTIME=${BERTH_CONTAINERD_OCI_RUNTIME:-$(command -v runc || echo /usr/sbin/
 
 crictl_() { crictl --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 30s "$@"; }
 
-write_hosts() {   # write_hosts DIR SERVER
-    mkdir -p "$CERTS/$1"
-    cat >"$CERTS/$1/hosts.toml" <<EOF
-# berth test bed: $1 is served by the local registry (no internet here).
-server = "$2"
-
-[host."$MIRROR"]
-  capabilities = ["pull", "resolve"]
-EOF
-}
-
 write_configs() {
     mkdir -p "$CTD_DIR/root" "$CTD_DIR/state" "$CTD_DIR/opt" "$CTD_DIR/runc" "$CNI_DIR" "$CNI_IPAM"
-    write_hosts docker.io https://registry-1.docker.io
-    write_hosts gcr.io https://gcr.io
-    write_hosts registry.k8s.io https://registry.k8s.io
-    write_hosts k8s.gcr.io https://k8s.gcr.io
-    mkdir -p "$CERTS/127.0.0.1:5000" "$CERTS/127.0.0.1:5443"
-    printf 'server = "http://127.0.0.1:5000"\n\n[host."http://127.0.0.1:5000"]\n  capabilities = ["pull", "resolve", "push"]\n' \
-        >"$CERTS/127.0.0.1:5000/hosts.toml"
-    printf 'server = "https://127.0.0.1:5443"\n\n[host."https://127.0.0.1:5443"]\n  capabilities = ["pull", "resolve", "push"]\n  ca = "%s"\n' \
-        "$REG_DIR/ca.crt" >"$CERTS/127.0.0.1:5443/hosts.toml"
+    write_mirrors "$CERTS"
 
     local user=berth pass=berth-test-pass
     [ -s "$REG_DIR/user" ] && user=$(cat "$REG_DIR/user")

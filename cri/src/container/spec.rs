@@ -415,7 +415,7 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
         match &sec.seccomp {
             SeccompMode::Unconfined => None,
             SeccompMode::RuntimeDefault => Some(seccomp::runtime_default(&caps)),
-            SeccompMode::Localhost(p) => Some(seccomp::localhost(p)?),
+            SeccompMode::Localhost(p) => Some(seccomp::localhost_with_caps(p, &caps)?),
         }
     };
     let hostname = if input.sandbox.spec.network == NsMode::Node {
