@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use berth_images::registry::RegistryError;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,8 @@ pub enum Error {
         #[source]
         source: Box<berth_images::Error>,
     },
+    #[error("invalid image reference")]
+    Reference(#[source] berth_images::ReferenceError),
     #[error("serving CRI: {0}")]
     Serve(String),
     #[error("{0}: aborted while in flight")]
@@ -90,8 +94,14 @@ impl From<Error> for tonic::Status {
             Error::NotFound { .. } => tonic::Status::not_found(msg),
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             Error::Aborted(_) => tonic::Status::aborted(msg),
+            Error::Reference(_) => tonic::Status::invalid_argument(msg),
             Error::Images { source, .. } => match *source {
                 berth_images::Error::NotFound(_) => tonic::Status::not_found(msg),
+                berth_images::Error::Registry { ref source, .. } => match **source {
+                    RegistryError::Unauthorized { .. } => tonic::Status::unauthenticated(msg),
+                    RegistryError::NotFound { .. } => tonic::Status::not_found(msg),
+                    _ => tonic::Status::unknown(msg),
+                },
                 _ => tonic::Status::unknown(msg),
             },
             Error::ConfigRead { .. }
