@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use berth_images::registry::RegistryError;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,8 @@ pub enum Error {
     Shim(#[from] crate::shim::client::ClientError),
     #[error("{0}")]
     DeadlineExceeded(String),
+    #[error("invalid image reference")]
+    Reference(#[source] berth_images::ReferenceError),
     #[error("serving CRI: {0}")]
     Serve(String),
     #[error("{0}: aborted while in flight")]
@@ -100,8 +104,14 @@ impl From<Error> for tonic::Status {
             Error::Runtime(_) => tonic::Status::unknown(msg),
             Error::Shim(_) => tonic::Status::unavailable(msg),
             Error::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(msg),
+            Error::Reference(_) => tonic::Status::invalid_argument(msg),
             Error::Images { source, .. } => match *source {
                 berth_images::Error::NotFound(_) => tonic::Status::not_found(msg),
+                berth_images::Error::Registry { ref source, .. } => match **source {
+                    RegistryError::Unauthorized { .. } => tonic::Status::unauthenticated(msg),
+                    RegistryError::NotFound { .. } => tonic::Status::not_found(msg),
+                    _ => tonic::Status::unknown(msg),
+                },
                 _ => tonic::Status::unknown(msg),
             },
             Error::ConfigRead { .. }

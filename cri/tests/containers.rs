@@ -697,3 +697,37 @@ impl StartedAt for cri::ContainerStatus {
         (self.started_at % 1_000_000_007) as i32
     }
 }
+
+#[tokio::test]
+async fn a_container_keeps_its_image_layers_through_remove_image() {
+    let b = Berthd::start(17);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let mut img = b.images().await;
+    let p = pod(
+        "lease",
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    let id = create(&mut rt, &pod_id, &p, container("c", "sleep 300"))
+        .await
+        .unwrap();
+    img.remove_image(cri::RemoveImageRequest {
+        image: Some(cri::ImageSpec {
+            image: busybox(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    start(&mut rt, &id).await;
+    let r = exec(&mut rt, &id, &["sh", "-c", "ls /bin | wc -l"], 5)
+        .await
+        .unwrap();
+    let n: u32 = String::from_utf8_lossy(&r.stdout).trim().parse().unwrap();
+    assert!(
+        n > 10,
+        "the image's layers went with RemoveImage: {n} files in /bin"
+    );
+}

@@ -14,8 +14,9 @@
 //! - No layer path is ever resolved against the host: `unpack::safe` opens
 //!   parents with `openat2(RESOLVE_IN_ROOT)` and acts on single names with
 //!   `*at` calls that do not follow symlinks.
-//! - Image records are written atomically; GC keeps everything a record
-//!   references (`store::images`, `pull::ImageStore::gc`).
+//! - Image records and leases are written atomically; GC keeps everything
+//!   a record references and every snapshot a lease names (`store::images`,
+//!   `store::leases`, `gc`).
 //! - Blocking I/O, hashing, decompression and tar run on the blocking pool;
 //!   the async side only moves bytes (`pull`).
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod digest;
+pub mod gc;
 pub mod manifest;
 pub mod platform;
 pub mod pull;
@@ -39,3 +41,5 @@ pub use digest::{Digest, DigestError};
 pub use platform::Platform;
 pub use pull::{Error, ImageStore, Progress, StoreOptions};
 pub use reference::{ImageRef, ReferenceError};
+pub use store::images::ImageRecord;
+pub use store::leases::Lease;

@@ -7,7 +7,7 @@
 //! snapshot). Blocking work (file I/O, hashing, decompression, tar) runs
 //! on the blocking pool, fed by a bounded channel from the network task.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,7 @@ use crate::registry::auth::AuthConfig;
 use crate::registry::{self, Registry, RegistryError, RegistryOptions};
 use crate::store::content::{ContentError, ContentStore};
 use crate::store::images::{ImageMeta, ImageRecord, MetaError};
+use crate::store::leases::{LeaseError, Leases};
 use crate::store::snapshot::{SnapshotError, SnapshotInfo, Snapshots};
 use crate::unpack::{self, Limits, UnpackError};
 
@@ -70,6 +71,10 @@ pub enum Error {
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("image {image}: snapshot {chain} is gone (image removed and collected meanwhile)")]
+    SnapshotGone { image: Digest, chain: Digest },
     #[error("image {0}: not found")]
     NotFound(String),
     #[error("image {reference}: layer {digest}: download interrupted too often")]
@@ -96,6 +101,9 @@ pub struct StoreOptions {
     pub parallel: usize,
     /// syncfs each snapshot before it becomes visible (crash safety).
     pub sync: bool,
+    /// Images reported as pinned (berthd's sandbox image), see
+    /// [`ImageStore::is_pinned`].
+    pub pinned: Vec<ImageRef>,
 }
 
 impl StoreOptions {
@@ -107,20 +115,23 @@ impl StoreOptions {
             limits: Limits::default(),
             parallel: 4,
             sync: true,
+            pinned: vec![],
         }
     }
 }
 
 pub struct ImageStore {
-    opts: StoreOptions,
+    pub(crate) opts: StoreOptions,
     registry: Registry,
-    content: ContentStore,
-    snapshots: Snapshots,
-    meta: ImageMeta,
+    pub(crate) content: ContentStore,
+    pub(crate) snapshots: Snapshots,
+    pub(crate) meta: ImageMeta,
+    pub(crate) leases: Leases,
     inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
-    /// Pulls and imports hold it shared, GC exclusively: blobs and
-    /// snapshots of an install in progress have no record yet.
-    gc_lock: tokio::sync::RwLock<()>,
+    /// Pulls, imports and new leases hold it shared, GC exclusively: blobs
+    /// and snapshots of an install in progress have no record yet, and a
+    /// lease must not name a snapshot GC is deleting.
+    pub(crate) gc_lock: tokio::sync::RwLock<()>,
 }
 
 struct LayerJob {
@@ -149,6 +160,7 @@ impl ImageStore {
             registry: Registry::new(opts.registry.clone()),
             snapshots: Snapshots::open(&opts.root)?,
             meta: ImageMeta::open(&opts.root),
+            leases: Leases::open(&opts.root)?,
             content,
             inflight: Mutex::default(),
             gc_lock: tokio::sync::RwLock::new(()),
@@ -364,6 +376,7 @@ impl ImageStore {
                 parent: job.parent.clone(),
                 diff_id: applied.diff_id,
                 size: applied.tar_bytes,
+                entries: applied.entries,
             };
             let snaps = self.snapshots.clone();
             let sync = self.opts.sync;
@@ -635,54 +648,6 @@ impl ImageStore {
         self.meta
             .remove(key)?
             .ok_or_else(|| Error::NotFound(key.to_owned()))
-    }
-
-    /// Deletes blobs and snapshots no image references. Safe to run after
-    /// a crash: anything referenced by a record is kept; a snapshot is
-    /// renamed aside before it is deleted. Returns bytes freed.
-    pub async fn gc(self: &Arc<Self>) -> Result<u64, Error> {
-        let _gc = self.gc_lock.write().await;
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.gc_locked())
-            .await
-            .map_err(Error::Join)?
-    }
-
-    fn gc_locked(&self) -> Result<u64, Error> {
-        let images = self.meta.list()?;
-        let mut keep_blobs: HashSet<Digest> = HashSet::new();
-        let mut keep_snaps: HashSet<Digest> = HashSet::new();
-        for i in &images {
-            keep_blobs.insert(i.id.clone());
-            keep_blobs.insert(i.manifest.clone());
-            for rd in &i.repo_digests {
-                if let Some((_, d)) = rd.rsplit_once('@')
-                    && let Ok(d) = d.parse()
-                {
-                    keep_blobs.insert(d);
-                }
-            }
-            keep_blobs.extend(i.layers.iter().map(|l| l.digest.clone()));
-            keep_snaps.extend(i.chain_ids.iter().cloned());
-        }
-        let mut freed = 0;
-        for (d, size) in self.content.list().map_err(|source| Error::Content {
-            reference: String::new(),
-            digest: Digest::sha256_of(b""),
-            source: Box::new(source),
-        })? {
-            if !keep_blobs.contains(&d) {
-                freed += size;
-                let _ = self.content.remove(&d);
-            }
-        }
-        for s in self.snapshots.list() {
-            if !keep_snaps.contains(&s.chain_id) {
-                freed += s.size;
-                self.snapshots.remove(&s.chain_id)?;
-            }
-        }
-        Ok(freed)
     }
 
     /// Bytes used by blobs and snapshots, from recorded sizes (no walk).

@@ -329,6 +329,15 @@ impl ContainerManager {
                 source,
             })?;
         }
+        // The lease keeps the image's snapshots through RemoveImage + GC for
+        // as long as this container exists.
+        self.images
+            .lease(&c.id, image)
+            .await
+            .map_err(|e| Error::Images {
+                what: format!("container {}: lease image {}", c.id, c.spec.image),
+                source: Box::new(e),
+            })?;
         let lowerdirs = self.images.lowerdirs(image);
         let bundle = c.bundle.clone();
         let rootfs =
@@ -427,8 +436,17 @@ impl ContainerManager {
         let bundle = c.bundle.clone();
         let removed =
             tokio::task::spawn_blocking(move || berth_images::rootfs::remove(&bundle)).await;
-        if let Ok(Err(e)) = removed {
-            tracing::warn!(container_id = %c.id, error = %error_chain(&e), "removing rootfs");
+        match removed {
+            Ok(Ok(())) => {
+                if let Err(e) = self.images.release(&c.id).await {
+                    tracing::warn!(container_id = %c.id, error = %error_chain(&e), "releasing image lease");
+                }
+            }
+            // The lease stays while the rootfs may still be mounted.
+            Ok(Err(e)) => {
+                tracing::warn!(container_id = %c.id, error = %error_chain(&e), "removing rootfs")
+            }
+            Err(e) => tracing::warn!(container_id = %c.id, error = %e, "removing rootfs"),
         }
     }
 

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -108,6 +109,22 @@ impl Berthd {
 
     pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
         RuntimeServiceClient::new(connect(&self.socket).await)
+    }
+
+    pub async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(connect(&self.socket).await)
+    }
+
+    /// Restarts berthd with `toml` (top-level keys) added to its config.
+    pub fn reconfigure(&mut self, toml: &str) {
+        self.kill9();
+        let mut cfg = std::fs::read_to_string(&self.config).unwrap();
+        cfg.push_str(toml);
+        std::fs::write(&self.config, cfg).unwrap();
+        // kill -9 left the socket behind; berthd replaces a stale one, but
+        // spawn() waits for a connectable socket, so remove it first.
+        let _ = std::fs::remove_file(&self.socket);
+        self.spawn();
     }
 }
 

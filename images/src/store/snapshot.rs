@@ -38,6 +38,10 @@ pub struct SnapshotInfo {
     pub diff_id: Digest,
     /// Uncompressed tar bytes: close to the space the snapshot takes.
     pub size: u64,
+    /// Tar entries unpacked: close to the inodes the snapshot takes (0 for
+    /// snapshots recorded before this was counted).
+    #[serde(default)]
+    pub entries: u64,
 }
 
 #[derive(Debug, Clone)]

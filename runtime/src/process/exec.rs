@@ -77,6 +77,9 @@ pub fn spawn(args: &ExecArgs<'_>) -> Result<i32, ProcessError> {
         proc_pid = i32::from_le_bytes(b);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         guard.0 = Some(proc_pid);
+        // The process waits for this: its READY must not overtake the
+        // intermediate's PID on the shared channel.
+        sync::send(psock.as_fd(), sync::GO, &[]).map_err(io_err("sync: send go"))?;
     }
     super::expect(psock.as_fd(), sync::READY)?;
     guard.0 = None;
@@ -128,6 +131,10 @@ fn child(
                 source,
             })?;
             sys::exit_now(0);
+        }
+        match sync::recv(sock) {
+            Ok(Some((sync::GO, _))) => {}
+            _ => return Err(InitError::Msg("sync: parent went away".into())),
         }
     }
     if args.process.terminal {

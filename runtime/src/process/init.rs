@@ -113,6 +113,9 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
             sync::send(sock, sync::PID, &pid.to_le_bytes()).map_err(io("sync: send"))?;
             sys::exit_now(0);
         }
+        // Nothing of ours may overtake the intermediate's PID message on
+        // the shared channel: the parent says go once it has it.
+        wait_go(sock)?;
     }
     if let Some(adj) = cfg.process.oom_score_adj {
         set_oom_score_adj(adj)?;

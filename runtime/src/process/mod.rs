@@ -151,6 +151,7 @@ pub fn spawn(
         // guard now owns init (our child through CLONE_PARENT).
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         guard.0 = Some(init_pid);
+        sync::send(ps, sync::GO, &[]).map_err(io_err("sync: send go"))?;
     }
     loop {
         match recv(ps)? {
