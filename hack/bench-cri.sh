@@ -75,6 +75,7 @@ RUNID=$(date +%s)-$$
 # Short: berthd's shim sockets live under the state dir (107-byte limit).
 WORK=$(mktemp -d /tmp/bcri.XXXXXX)
 BRIDGE=bcri$((RANDOM % 10000))
+CNI_NAME=berth-bench-$RUNID
 SUBNET=
 for _ in $(seq 50); do
     s=10.207.$((RANDOM % 200 + 20))
@@ -83,6 +84,7 @@ done
 [ -n "$SUBNET" ] || die "no free 10.207.x.0/24 subnet for berthd's bridge"
 BSOCK=$WORK/berthd.sock
 BPID=
+PYPID=
 CTD_STARTED=0
 
 crib() { "$CRICTL" --config "$WORK/crictl-berthd.yaml" "$@"; }
@@ -97,14 +99,24 @@ rm_pods() {
 }
 
 cleanup() {
-    local rc=$? p
+    local rc=$? p kids chain
     trap - EXIT INT TERM
     set +e
     log "cleaning up"
+    # The measuring process first, and the crictl calls it has under way, by PID.
+    if [ -n "$PYPID" ] && kill -0 "$PYPID" 2>/dev/null; then
+        kids=$(ps -o pid= --ppid "$PYPID" 2>/dev/null)
+        kill -TERM "$PYPID" 2>/dev/null
+        for p in $kids; do kill -TERM "$p" 2>/dev/null; done
+        wait "$PYPID" 2>/dev/null
+        sleep 1
+    fi
     if [ -S "$CTD_SOCK" ] && [ -f "$WORK/crictl-containerd.yaml" ]; then
         rm_pods containerd
+        rm_pods containerd  # a runp that was finishing during the first pass
     fi
     if [ -n "$BPID" ] && kill -0 "$BPID" 2>/dev/null; then
+        rm_pods berthd
         rm_pods berthd
         kill -TERM "$BPID" 2>/dev/null
         for _ in $(seq 100); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
@@ -121,6 +133,16 @@ cleanup() {
         umount -l "$m" 2>/dev/null
     done
     ip link del "$BRIDGE" 2>/dev/null
+    # Masquerade rules of pods berthd could not remove (it died): the bridge
+    # plugin names the network in each rule's comment.
+    if command -v iptables >/dev/null; then
+        iptables -t nat -S POSTROUTING 2>/dev/null | grep -F "name: \\\"$CNI_NAME\\\"" | while read -r _ _ rest; do
+            chain=${rest##* }
+            # shellcheck disable=SC2086
+            eval "iptables -t nat -D POSTROUTING $rest" 2>/dev/null
+            iptables -t nat -F "$chain" 2>/dev/null; iptables -t nat -X "$chain" 2>/dev/null
+        done
+    fi
     # berthd's cgroup parent of this run, deepest first (empty by now).
     for d in /sys/fs/cgroup/berth-bench-$RUNID /sys/fs/cgroup/*/berth-bench-$RUNID; do
         [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
@@ -163,7 +185,7 @@ write_mirrors "$WORK/certs.d"
 # The same plugin chain as the test bed's containerd (bridge with masquerade
 # and hairpin, portmap; loopback, which containerd runs on its own).
 cat >"$WORK/net.d/10-bench.conflist" <<JSON
-{"cniVersion":"1.0.0","name":"berth-bench","plugins":[
+{"cniVersion":"1.0.0","name":"$CNI_NAME","plugins":[
  {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":true,"hairpinMode":true,
   "ipam":{"type":"host-local","ranges":[[{"subnet":"$SUBNET.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":"$WORK/ipam"}},
  {"type":"portmap","capabilities":{"portMappings":true}},
@@ -178,7 +200,8 @@ cni_bin_dirs = ["/usr/lib/cni"]
 registry_config_path = "$WORK/certs.d"
 cgroup_parent = "/berth-bench-$RUNID"
 TOML
-"$WORK/bin/berthd" --config "$WORK/berthd.toml" --log-level warn 2>"$WORK/berthd.log" &
+# Its own session: a Ctrl-C in the terminal must not stop it before its pods are removed.
+setsid "$WORK/bin/berthd" --config "$WORK/berthd.toml" --log-level warn 2>"$WORK/berthd.log" &
 BPID=$!
 wait_for 15 "berthd socket (log: $WORK/berthd.log)" test -S "$BSOCK"
 kill -0 "$BPID" 2>/dev/null || die "berthd exited: $(tail -3 "$WORK/berthd.log")"
@@ -198,7 +221,7 @@ fi
 # --- the measurements ----------------------------------------------------------
 log "runs=$RUNS pods=$PODS parallel=$PAR; berthd pid $BPID (subnet $SUBNET.0/24), containerd pid $CTD_PID"
 python3 - "$WORK" "$CRICTL" "$RUNID" "$IMAGE" "$RUNS" "$PODS" "$PAR" "$BPID" "$CTD_PID" "$CTD_SOCK" \
-    "$CTD_PRE" "$BERTH_PULL" <<'PY'
+    "$CTD_PRE" "$BERTH_PULL" <<'PY' &
 import concurrent.futures as cf, json, math, os, statistics, subprocess, sys, time
 
 (work, crictl, runid, image, runs, pods, par, bpid, cpid, csock, cpre, berth_pull) = sys.argv[1:]
@@ -464,3 +487,6 @@ verdict.append(f"RSS@50 {'n/a' if r is None else f'{r:.3f}x'} (target <= 0.10x: 
 print("verdict: " + "; ".join(verdict))
 sys.exit(1 if failed else 0)
 PY
+# In the background so that Ctrl-C or a TERM runs the cleanup at once.
+PYPID=$!
+wait "$PYPID"

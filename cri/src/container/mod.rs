@@ -535,9 +535,15 @@ impl ContainerManager {
     }
 
     /// `StopContainer`: the stop signal, then SIGKILL after `timeout`.
-    /// Stopping a stopped container is fine; an unknown one is NotFound.
+    /// Stopping a stopped or unknown container is fine.
     pub async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
-        let (c, st) = self.status(id).await?;
+        let (c, st) = match self.status(id).await {
+            Ok(x) => x,
+            // Nothing to stop: the CRI asks for success (a kubelet retrying a
+            // stop must not fail on a container removed meanwhile).
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if !matches!(st.state, State::Running | State::Created) {
             return Ok(());
         }

@@ -32,19 +32,15 @@ pub fn hosts(hostname: &str, ip: Option<&str>) -> String {
     out
 }
 
-/// The hostname the pod's containers get: the requested one, else the pod
-/// name; with the host's network, the host's.
+/// The hostname the pod's containers get: the requested one, else (and
+/// always with the host's network) the node's, as containerd does.
 pub fn hostname(spec: &SandboxSpec) -> String {
-    if spec.network == super::model::NsMode::Node {
+    if spec.network == super::model::NsMode::Node || spec.hostname.is_empty() {
         return nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
     }
-    if spec.hostname.is_empty() {
-        spec.meta.name.clone()
-    } else {
-        spec.hostname.clone()
-    }
+    spec.hostname.clone()
 }
 
 pub fn write_all(dir: &Path, spec: &SandboxSpec, ip: Option<&str>) -> std::io::Result<()> {

@@ -71,6 +71,12 @@ pub fn sandbox_spec(req: cri::RunPodSandboxRequest, config: &Config) -> Result<S
                 .join(", ")
         )));
     }
+    if c.hostname.len() > 64 {
+        return Err(invalid(format!(
+            "sandbox config: hostname {:?}: longer than 64 bytes",
+            c.hostname
+        )));
+    }
     if !c.log_directory.is_empty() && !c.log_directory.starts_with('/') {
         return Err(invalid(format!(
             "sandbox config: log_directory {:?}: not an absolute path",
