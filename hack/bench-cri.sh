@@ -257,6 +257,19 @@ def rss_kb(pid):
     return 0
 
 
+def pss_kb(pid):
+    """Proportional set size: pages shared by the shims (their binary's text,
+    libraries) are split among them instead of counted once per process."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def pids():
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
@@ -292,14 +305,15 @@ def instance(rt):
 
 
 def rss(rt):
-    """Summed VmRSS (KiB) of the instance, median of 3 samples 0.5 s apart."""
+    """Summed VmRSS (KiB) of the instance, median of 3 samples 0.5 s apart;
+    (shims, pause processes, daemon's RSS, summed PSS) of the last one."""
     samples, last = [], None
     for i in range(3):
         if i:
             time.sleep(0.5)
         d, s, p = instance(rt)
         samples.append(sum(rss_kb(x) for x in [d] + s + p))
-        last = (len(s), len(p), rss_kb(d))
+        last = (len(s), len(p), rss_kb(d), sum(pss_kb(x) for x in [d] + s + p))
     return statistics.median(samples), last
 
 
@@ -399,7 +413,7 @@ for rt in RTS:
     try:
         rm_all(rt)
         time.sleep(2)
-        res[rt]["rss0"], (ns_, np_, dk) = rss(rt)
+        res[rt]["rss0"], _ = rss(rt)
         print(f"[bench-cri] {rt}: {pods} pods at once, {par} at a time", file=sys.stderr)
         t0 = time.perf_counter()
         with cf.ThreadPoolExecutor(par) as ex:
@@ -419,8 +433,9 @@ for rt in RTS:
                     list(ex.map(lambda i: start_pod(rt, f"rss-{rt[0]}{i}"), range(have, lv)))
                 have = lv
                 time.sleep(2)
-            kb, (ns_, np_, dk) = rss(rt)
+            kb, (ns_, np_, dk, pss) = rss(rt)
             res[rt][f"rss{lv}"] = kb
+            res[rt][f"pss{lv}"] = pss
             res[rt][f"procs{lv}"] = (ns_, np_, dk)
             print(f"[bench-cri] {rt}: {lv} pods: {kb / 1024:.1f} MB ({ns_} shims, {np_} pause)", file=sys.stderr)
         rm_all(rt)
@@ -455,6 +470,7 @@ rows = [("runp+create+start median", "median", "ms"), ("runp+create+start p99", 
         ("  runp median", "runp", "ms"), ("  create median", "create", "ms"), ("  start median", "start", "ms"),
         (f"{pods} pods at once ({par} parallel)", "wall", "s"), (f"  rmp -f of the {pods}", "rmwall", "s")]
 rows += [(f"RSS daemon+monitors @{lv} pods", f"rss{lv}", "MB") for lv in levels]
+rows += [(f"  PSS @{lv} pods", f"pss{lv}", "MB") for lv in levels]
 
 print()
 print(f"berthd vs containerd 1.6 + runc through crictl; busybox `sleep 3600`, PID mode CONTAINER; "
@@ -471,7 +487,12 @@ top = max(levels)
 for rt in RTS:
     p = res[rt].get(f"procs{top}")
     if p:
-        print(f"{rt} @{top} pods: daemon {p[2] / 1024:.1f} MB + {p[0]} shims + {p[1]} pause processes")
+        per = ""
+        if top and "rss0" in res[rt]:
+            per = f"; {(res[rt][f'rss{top}'] - res[rt]['rss0']) / top / 1024:.1f} MB RSS per pod"
+        print(f"{rt} @{top} pods: daemon {p[2] / 1024:.1f} MB + {p[0]} shims + {p[1]} pause processes{per}")
+print("RSS = summed VmRSS (the issue's measure; shared pages count once per process); "
+      "PSS splits shared pages among the processes")
 print("note: containerd starts a pause container for every pod; berthd starts none when pid=CONTAINER")
 print(f"note: berthd's image was pulled with {berth_pull}")
 for n in notes:
@@ -484,6 +505,9 @@ verdict.append(f"median {'n/a' if r is None else f'{r:.2f}x'} (target <= 0.33x: 
 r = ratio("rss50")
 verdict.append(f"RSS@50 {'n/a' if r is None else f'{r:.3f}x'} (target <= 0.10x: "
                f"{'not measured (--pods < 50)' if r is None else ('met' if r <= 0.1 else 'NOT met')})")
+r = ratio("pss50")
+if r is not None:
+    verdict[-1] += f", PSS@50 {r:.3f}x"
 print("verdict: " + "; ".join(verdict))
 sys.exit(1 if failed else 0)
 PY
