@@ -98,18 +98,32 @@ pub async fn exec_sync(
             source,
         })?,
         Err(_) => {
-            // The process in the container first, then the runtime.
-            if let Some(pid) = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+            // Kill the process, then let the runtime (its parent) reap it
+            // and exit: killing the runtime instead would orphan the
+            // process to the container's init, which may never reap it.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let mut killed = false;
+            while !killed && tokio::time::Instant::now() < deadline {
+                if let Some(pid) = std::fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    killed = true;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            if tokio::time::timeout_at(deadline, child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
             cleanup();
             return Err(Error::DeadlineExceeded(format!(
                 "exec in container {id}: command {cmd:?} timed out after {timeout:?}"

@@ -369,6 +369,7 @@ impl ContainerManager {
             devices,
             oom_floor: own_oom_score_adj(),
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+            all_caps: own_capabilities(),
         })
         .map_err(|e| match e {
             spec::SpecError::Namespace { .. } => {
@@ -675,6 +676,25 @@ fn own_oom_score_adj() -> i64 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The capabilities berthd's process holds (`CapEff`), by name.
+fn own_capabilities() -> Vec<String> {
+    use berth_runtime::config::tables::CAPABILITIES;
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, c)| (*c).to_owned())
+        .collect()
 }
 
 /// The request's devices, with their numbers from the host.

@@ -104,6 +104,8 @@ pub struct Input<'a> {
     pub oom_floor: i64,
     /// Whether the host runs cgroup v2 only (a cgroup namespace then).
     pub cgroup_v2: bool,
+    /// The capabilities berthd holds: what "all" means.
+    pub all_caps: Vec<String>,
 }
 
 /// The process's argv: the request's command and args, else the image's
@@ -155,13 +157,15 @@ fn cap_name(c: &str) -> Result<String, SpecError> {
 }
 
 /// The capability set: the defaults (all for privileged), `ALL` in add or
-/// drop first, then the named ones.
+/// drop first, then the named ones. "All" is `all`: what berthd itself
+/// holds (as containerd does), since a runtime cannot grant more.
 pub fn capabilities(
     privileged: bool,
     add: &[String],
     drop: &[String],
+    all: &[String],
 ) -> Result<Vec<String>, SpecError> {
-    let all = || CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
+    let all = || all.to_vec();
     if privileged {
         return Ok(all());
     }
@@ -408,7 +412,12 @@ fn resources(input: &Input) -> OciResources {
 pub fn build(input: &Input) -> Result<Spec, SpecError> {
     let spec = input.spec;
     let sec = &spec.security;
-    let caps = capabilities(sec.privileged, &sec.add_caps, &sec.drop_caps)?;
+    let caps = capabilities(
+        sec.privileged,
+        &sec.add_caps,
+        &sec.drop_caps,
+        &input.all_caps,
+    )?;
     let seccomp = if sec.privileged {
         None
     } else {
@@ -596,6 +605,8 @@ mod tests {
 
     #[test]
     fn capabilities_follow_add_and_drop() {
+        let every: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
+        let capabilities = |p, a: &[String], d: &[String]| capabilities(p, a, d, &every);
         let c = capabilities(false, &[], &[]).unwrap();
         assert_eq!(c.len(), DEFAULT_CAPS.len());
         let c = capabilities(false, &["sys_admin".into()], &["KILL".into()]).unwrap();
@@ -658,6 +669,7 @@ mod tests {
             devices: vec![],
             oom_floor: 0,
             cgroup_v2: false,
+            all_caps: vec![],
         };
         let spec = build(&input).unwrap();
         let dests: Vec<_> = spec.mounts.iter().map(|m| m.destination.as_str()).collect();
