@@ -283,3 +283,24 @@ async fn runtime_errors_come_back_with_the_runtime_message() {
     ));
     let _ = Path::new("/");
 }
+
+#[tokio::test]
+async fn a_container_without_a_log_file_can_still_write_output() {
+    let mut s = Shim::start();
+    let id = format!("shimtest-{}-nolog", std::process::id());
+    let req = Request::Create {
+        id: id.clone(),
+        bundle: s.bundle("nolog", "sleep 0.2; echo out; echo err >&2; exit 0"),
+        runtime: s.runtime(),
+        log_path: None,
+    };
+    s.ids.push(id.clone());
+    assert_eq!(s.req(req).await, Response::Ok);
+    assert_eq!(s.req(Request::Start { id: id.clone() }).await, Response::Ok);
+    let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
+    assert_eq!(
+        st.exit_code,
+        Some(0),
+        "writing to stdout without a log file must not kill it (SIGPIPE is 141)"
+    );
+}

@@ -90,6 +90,11 @@ fn security(s: Option<cri::LinuxContainerSecurityContext>) -> Result<Security> {
         })
         .transpose()
     };
+    if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
+        return Err(invalid(format!(
+            "container config: {field}.run_as_group: set without run_as_user or run_as_username"
+        )));
+    }
     let run_as = match (
         id(s.run_as_user, "run_as_user")?,
         s.run_as_username.as_str(),
@@ -439,6 +444,15 @@ mod tests {
             ..Default::default()
         });
         assert!(err(c).contains("run_as_user: -1 is out of range"));
+        let mut c = config();
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                run_as_group: Some(cri::Int64Value { value: 5 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(err(c).contains("run_as_group: set without run_as_user"));
         assert!(
             container_spec(None)
                 .unwrap_err()

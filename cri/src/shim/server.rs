@@ -301,7 +301,13 @@ impl Shim {
                 &runtime,
                 &id,
                 &args,
-                Some((Stdio::from(out_w), Stdio::from(err_w))),
+                // Without a log file the output goes nowhere, but it must
+                // go somewhere: a closed pipe would kill the container with
+                // SIGPIPE on its first write.
+                Some(match log {
+                    Some(_) => (Stdio::from(out_w), Stdio::from(err_w)),
+                    None => (Stdio::null(), Stdio::null()),
+                }),
             )
             .await;
         if let Err(e) = created {
