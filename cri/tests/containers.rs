@@ -257,6 +257,24 @@ async fn lifecycle_logs_exec_stop_and_exit_reasons() {
         "exec of a missing binary must fail: {err:?}"
     );
 
+    let stats = rt
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let cpu = stats.cpu.unwrap();
+    let mem = stats.memory.unwrap();
+    assert!(
+        cpu.timestamp > 0 && cpu.usage_core_nano_seconds.unwrap().value > 0,
+        "{cpu:?}"
+    );
+    assert!(mem.usage_bytes.unwrap().value > 0, "{mem:?}");
+    assert_eq!(stats.attributes.unwrap().id, id);
+
     // sh as PID 1 ignores SIGTERM: stop escalates to SIGKILL after the timeout.
     rt.stop_container(cri::StopContainerRequest {
         container_id: id.clone(),

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod model;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 pub mod user;
 
 use std::collections::BTreeMap;
@@ -649,6 +650,26 @@ impl ContainerManager {
         let sb = self.sandbox_of(&c)?;
         shim_call(&Self::shim_socket(&sb)?, &Request::ReopenLog { id: c.id }).await?;
         Ok(())
+    }
+
+    /// Resource usage of the containers `f` selects (created and exited
+    /// ones too, as containerd answers).
+    pub async fn stats(&self, f: &ContainerFilter) -> Vec<(Container, stats::Usage)> {
+        let picked: Vec<Container> = self.list(f).await.into_iter().map(|(c, _)| c).collect();
+        tokio::task::spawn_blocking(move || {
+            picked
+                .into_iter()
+                .map(|c| {
+                    let mut u = stats::cgroup_usage(Path::new("/sys/fs/cgroup"), &c.cgroup_path);
+                    (u.writable_bytes, u.writable_inodes) =
+                        stats::dir_usage(&c.bundle.join("upper"));
+                    u.timestamp = now_ns();
+                    (c, u)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// How to run the OCI runtime for a container (for exec).

@@ -11,6 +11,7 @@ use crate::container::model::{
     Container, ContainerMeta, ContainerSpec, Device, Mount, Propagation, Resources, RunAs,
     SeccompMode, Security, State, Status,
 };
+use crate::container::stats::Usage;
 use crate::error::{Error, Result};
 use crate::sandbox::model::NsMode;
 
@@ -361,6 +362,53 @@ pub fn container_info(c: &Container, st: &Status) -> HashMap<String, String> {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     v["pid"] = st.pid.into();
     HashMap::from([("info".to_owned(), v.to_string())])
+}
+
+pub fn stats_filter(f: Option<cri::ContainerStatsFilter>) -> ContainerFilter {
+    let Some(f) = f else {
+        return ContainerFilter::default();
+    };
+    ContainerFilter {
+        id: (!f.id.is_empty()).then_some(f.id),
+        sandbox_id: (!f.pod_sandbox_id.is_empty()).then_some(f.pod_sandbox_id),
+        state: None,
+        labels: sorted(f.label_selector),
+    }
+}
+
+pub fn container_stats(c: &Container, u: &Usage) -> cri::ContainerStats {
+    let v = |value| Some(cri::UInt64Value { value });
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: c.id.clone(),
+            metadata: Some(meta_wire(c)),
+            labels: c.spec.labels.clone().into_iter().collect(),
+            annotations: c.spec.annotations.clone().into_iter().collect(),
+        }),
+        cpu: Some(cri::CpuUsage {
+            timestamp: u.timestamp,
+            usage_core_nano_seconds: v(u.cpu_ns),
+            usage_nano_cores: None,
+        }),
+        memory: Some(cri::MemoryUsage {
+            timestamp: u.timestamp,
+            working_set_bytes: v(u.working_set),
+            available_bytes: None,
+            usage_bytes: v(u.memory_usage),
+            rss_bytes: v(u.rss),
+            page_faults: v(u.page_faults),
+            major_page_faults: v(u.major_page_faults),
+        }),
+        writable_layer: Some(cri::FilesystemUsage {
+            timestamp: u.timestamp,
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: c.bundle.join("upper").display().to_string(),
+            }),
+            used_bytes: v(u.writable_bytes),
+            inodes_used: v(u.writable_inodes),
+        }),
+        swap: None,
+    }
 }
 
 pub fn container_filter(f: Option<cri::ContainerFilter>) -> ContainerFilter {

@@ -360,13 +360,45 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         }))
     }
 
+    async fn container_stats(
+        &self,
+        request: Request<cri::ContainerStatsRequest>,
+    ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        let c = self.containers.get(&request.into_inner().container_id)?;
+        let filter = crate::container::ContainerFilter {
+            id: Some(c.id.clone()),
+            ..Default::default()
+        };
+        let stats = self
+            .containers
+            .stats(&filter)
+            .await
+            .iter()
+            .find(|(x, _)| x.id == c.id)
+            .map(|(c, u)| convert_container::container_stats(c, u));
+        Ok(Response::new(cri::ContainerStatsResponse { stats }))
+    }
+
+    async fn list_container_stats(
+        &self,
+        request: Request<cri::ListContainerStatsRequest>,
+    ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        let filter = convert_container::stats_filter(request.into_inner().filter);
+        let stats = self
+            .containers
+            .stats(&filter)
+            .await
+            .iter()
+            .map(|(c, u)| convert_container::container_stats(c, u))
+            .collect();
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
+    }
+
     unimplemented_rpcs! {
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse;
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse;
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
         list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
