@@ -5,90 +5,94 @@
 #   sudo hack/up.sh status   what runs and how to reach it
 #   sudo hack/up.sh down     stop what up started
 #
-# What runs depends on what the project has built so far; this script says
-# exactly which layer serves the demo and which ones are still missing.
+# The demo pod is a web server pod run by berthd (CNI bridge network, host
+# port 127.0.0.1:18080 -> pod port 80), created through CRI with crictl as a
+# kubelet would; the script says which layers are still missing.
 LOG_TAG=up
 . "$(dirname "$0")/lib.sh"
 cd "$BERTH_ROOT"
 
 UP=$OUT/up
-DEMO_ID=berth-demo-web
 DEMO_PORT=${BERTH_DEMO_PORT:-18080}
-RUNC_ROOT=$UP/runc-root
 BERTHD_SOCK=$UP/berthd.sock
+BRIDGE=berth0
+SUBNET=10.88.0
+WEB_IMAGE=127.0.0.1:5000/berth/web:latest
 
-demo_runtime() { cat "$UP/demo-runtime" 2>/dev/null || echo "$BIN/berth-runc"; }
+crictl_() { "$BIN/crictl" --runtime-endpoint "unix://$BERTHD_SOCK" --image-endpoint "unix://$BERTHD_SOCK" --timeout 60s "$@" 2>/dev/null; }
 
 status() {
     echo "berth node (hack/up.sh):"
     if bg_running berthd; then
         echo "  berthd       running, pid $(bg_pid berthd), CRI socket $BERTHD_SOCK"
-        if [ -x "$BIN/crictl" ]; then
-            echo "               try: $BIN/crictl --runtime-endpoint unix://$BERTHD_SOCK version"
-        fi
+        echo "               try: $BIN/crictl --runtime-endpoint unix://$BERTHD_SOCK ps"
     else
         echo "  berthd       not running"
     fi
-    local rt state
-    rt=$(demo_runtime)
-    state=$("$rt" --root "$RUNC_ROOT" state "$DEMO_ID" 2>/dev/null | jq -r .status 2>/dev/null || true)
-    if [ "$state" = running ]; then
-        echo "  demo pod     web server, container $DEMO_ID ($state, runtime $(basename "$rt"))"
-        echo "               try: curl http://127.0.0.1:$DEMO_PORT/"
+    local pod ip cid
+    pod=$(crictl_ pods -q --name berth-demo --state ready | head -1)
+    cid=$( [ -n "$pod" ] && crictl_ ps -q --pod "$pod" --state running | head -1)
+    if [ -n "$cid" ]; then
+        ip=$(crictl_ inspectp "$pod" | jq -r .status.network.ip)
+        echo "  demo pod     berth-demo (pod ${pod:0:13}, IP $ip): web container ${cid:0:13} running"
+        echo "               from $WEB_IMAGE, run by berthd -> berth-shim -> berth-runc"
+        echo "               try: curl http://127.0.0.1:$DEMO_PORT/   (host port -> pod port 80)"
     else
         echo "  demo pod     not running"
     fi
-    echo "  missing      berth-kubelet standalone mode (issue 7) and berthd's pod lifecycle (issue 5):"
-    echo "               until they land the demo pod is an OCI bundle of the web image run"
-    echo "               directly by the OCI runtime on the host network."
+    echo "  missing      berth-kubelet (issue 7): the demo pod is created with crictl, as a"
+    echo "               kubelet would through CRI; streaming (exec/attach/port-forward) is issue 6."
 }
 
 down() {
-    local rt; rt=$(demo_runtime)
-    if [ -x "$rt" ]; then
-        "$rt" --root "$RUNC_ROOT" kill "$DEMO_ID" KILL >/dev/null 2>&1 || true
-        "$rt" --root "$RUNC_ROOT" delete --force "$DEMO_ID" >/dev/null 2>&1 || true
+    if bg_running berthd; then
+        for p in $(crictl_ pods -q); do crictl_ rmp -f "$p" >/dev/null || true; done
     fi
     bg_stop berthd
+    ip link del "$BRIDGE" 2>/dev/null || true
     log "stopped"
 }
 
-# A runnable bundle of the web image: unpacked from the test bed's OCI layout,
-# serving on loopback:$DEMO_PORT in the host network namespace.
-make_bundle() {
-    local bundle=$UP/web-bundle
-    if [ ! -f "$bundle/config.json" ]; then
-        rm -rf "$bundle"
-        umoci unpack --image "$OUT/images/berth/web:latest" "$bundle" >/dev/null
-    fi
-    jq --arg port "127.0.0.1:$DEMO_PORT" '
-        .process.args = ["httpd", "-f", "-p", $port, "-h", "/var/www"]
-        | .process.terminal = false
-        | .linux.namespaces |= map(select(.type != "network"))
-        | .hostname = "berth-demo"' \
-        "$bundle/config.json" >"$bundle/config.json.new"
-    mv "$bundle/config.json.new" "$bundle/config.json"
-    echo "$bundle"
+write_config() {
+    mkdir -p "$UP/net.d"
+    cat >"$UP/net.d/10-berth.conflist" <<JSON
+{"cniVersion":"1.0.0","name":"berth","plugins":[
+ {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":"$SUBNET.0/24"}]],"dataDir":"$UP/ipam"}},
+ {"type":"portmap","capabilities":{"portMappings":true}},
+ {"type":"loopback"}]}
+JSON
+    cat >"$UP/berthd.toml" <<TOML
+# Written by hack/up.sh: berthd's defaults, with folders under $UP.
+socket = "$BERTHD_SOCK"
+root_dir = "$UP/berth-root"
+state_dir = "$UP/berth-state"
+cni_conf_dir = "$UP/net.d"
+cni_bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+TOML
 }
 
+# The demo pod, as a kubelet would create it: a pod sandbox with a host port,
+# then the web container in it.
 start_demo() {
-    local bundle rt=$BIN/berth-runc
-    bundle=$(make_bundle)
-    mkdir -p "$RUNC_ROOT"
-    if [ "$("$rt" --root "$RUNC_ROOT" state "$DEMO_ID" 2>/dev/null | jq -r .status 2>/dev/null)" = running ]; then
+    if [ -n "$(crictl_ pods -q --name berth-demo --state ready)" ]; then
         return 0
     fi
-    "$rt" --root "$RUNC_ROOT" delete --force "$DEMO_ID" >/dev/null 2>&1 || true
-    if "$rt" --root "$RUNC_ROOT" run --detach --bundle "$bundle" "$DEMO_ID" >"$LOGDIR/demo.log" 2>&1; then
-        echo "$rt" >"$UP/demo-runtime"
-        return 0
-    fi
-    log "berth-runc could not run the demo pod ($(tail -1 "$LOGDIR/demo.log")); falling back to runc"
-    rt=/usr/sbin/runc
-    "$rt" --root "$RUNC_ROOT" delete --force "$DEMO_ID" >/dev/null 2>&1 || true
-    "$rt" --root "$RUNC_ROOT" run --detach --bundle "$bundle" "$DEMO_ID" >>"$LOGDIR/demo.log" 2>&1 \
-        || die "runc could not run the demo pod either: see $LOGDIR/demo.log"
-    echo "$rt" >"$UP/demo-runtime"
+    crictl_ pull "$WEB_IMAGE" >/dev/null || die "crictl pull $WEB_IMAGE failed"
+    cat >"$UP/pod.json" <<JSON
+{"metadata":{"name":"berth-demo","namespace":"default","uid":"berth-demo-uid"},
+ "hostname":"berth-demo","log_directory":"$UP/pod-logs",
+ "port_mappings":[{"container_port":80,"host_port":$DEMO_PORT,"host_ip":"127.0.0.1"}],
+ "linux":{"security_context":{"namespace_options":{"pid":1}}}}
+JSON
+    cat >"$UP/web.json" <<JSON
+{"metadata":{"name":"web"},"image":{"image":"$WEB_IMAGE"},"log_path":"web.log",
+ "linux":{"security_context":{"namespace_options":{"pid":1}}}}
+JSON
+    local pod cid
+    pod=$(crictl_ runp "$UP/pod.json") || die "RunPodSandbox failed: see $LOGDIR/berthd.log"
+    cid=$(crictl_ create "$pod" "$UP/web.json" "$UP/pod.json") || die "CreateContainer failed: see $LOGDIR/berthd.log"
+    crictl_ start "$cid" >/dev/null || die "StartContainer failed: see $LOGDIR/berthd.log"
 }
 
 case "${1:-up}" in
@@ -99,8 +103,11 @@ up)
     bash hack/build.sh
     bash hack/testbed/registry.sh up
     bash hack/testbed/images.sh up
-    bg_start berthd "$BIN/berthd" --config /dev/null --socket "$BERTHD_SOCK" \
-        --root "$UP/berth-root" --state "$UP/berth-state"
+    bash hack/testbed/tools.sh crictl
+    write_config
+    if ! bg_running berthd; then
+        bg_start berthd "$BIN/berthd" --config "$UP/berthd.toml"
+    fi
     wait_for 10 "berthd socket" test -S "$BERTHD_SOCK"
     start_demo
     wait_for 10 "the demo web server" curl -fsS "http://127.0.0.1:$DEMO_PORT/"

@@ -186,10 +186,19 @@ export BERTH_RUNTIME_TOOLS_VERSION=$RUNTIME_TOOLS_VERSION
 EOF
 }
 
+# crictl alone (hack/up.sh needs only it): quick next to the full build.
+crictl_only() {
+    [ -x "$BIN/crictl" ] && return 0
+    local ld="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${CRI_TOOLS_VERSION#v}"
+    log "building crictl $CRI_TOOLS_VERSION"
+    gomod cri-tools build -ldflags "$ld" -o "$BIN/crictl" sigs.k8s.io/cri-tools/cmd/crictl
+}
+
 case "${1:-}" in
 up) up ;;
+crictl) crictl_only ;;
 down) ;;
 status) status ;;
 env) env_lines ;;
-*) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+*) echo "usage: $0 up|crictl|down|status|env" >&2; exit 2 ;;
 esac
