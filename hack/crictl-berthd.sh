@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# crictl against berthd, as a user would use it, for what berthd serves so
-# far: version, info, runp, pods, inspectp, stopp, rmp (issue 5 adds the
-# container and image commands). Runs an isolated berthd with its own socket,
-# folders, bridge and subnet; everything is removed at exit, also on failure.
-# Prints one line per check and "crictl: N passed, M failed".
+# crictl against berthd, as a user would use it: version, info, pull (a
+# local registry name and a registry.k8s.io name through the test bed's
+# mirror), images, inspecti, imagefsinfo, runp, pods, inspectp, create,
+# start, ps, inspect, logs, exec -s, stop, rm, stopp, rmp, rmi, and a pod
+# with the shared PID namespace (pause is PID 1). Runs an isolated berthd
+# with its own socket, folders, bridge, subnet, cgroup parent and mirror
+# configuration; everything (containers, mounts, cgroups too) is removed at
+# exit, also on failure. Prints one line per check and
+# "crictl: N passed, M failed".
 LOG_TAG=crictl
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/testbed/mirrors.sh"
 cd "$BERTH_ROOT"
 need_root
 [ -x "$BIN/crictl" ] || die "no crictl in $BIN: hack/testbed.sh tools up"
@@ -15,24 +20,47 @@ WORK=$(mktemp -d /tmp/berth-crictl.XXXXXX)
 BRIDGE=bcr$((RANDOM % 10000))
 SUBNET=10.203.$((RANDOM % 200 + 20))
 SOCK=$WORK/berthd.sock
+CGROUP=/${WORK##*/}
+LOCAL_IMAGE=127.0.0.1:5000/library/busybox:latest
+MIRROR_IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
 PID=
 cleanup() {
     if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        for c in $(crictl_ ps -aq 2>/dev/null); do crictl_ rm -f "$c" >/dev/null 2>&1 || true; done
         for p in $(crictl_ pods -q 2>/dev/null); do crictl_ rmp -f "$p" >/dev/null 2>&1 || true; done
         kill -TERM "$PID" 2>/dev/null || true
         wait "$PID" 2>/dev/null || true
     fi
     # Shims this run started (their command lines name $WORK), by PID.
     for p in $(pgrep -f "[b]erth-shim --dir $WORK" || true); do kill -KILL "$p" 2>/dev/null || true; done
-    for m in "$WORK"/state/ns/* "$WORK/state/ns"; do umount -l "$m" 2>/dev/null || true; done
+    # Container processes left when berthd could not stop them (it died):
+    # everything in this run's own cgroup parent, then the cgroups.
+    for d in $(find /sys/fs/cgroup -maxdepth 2 -type d -name "${CGROUP#/}" 2>/dev/null); do
+        for p in $(cat $(find "$d" -name cgroup.procs) 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    done
+    sleep 0.2
+    for d in $(find /sys/fs/cgroup -maxdepth 2 -type d -name "${CGROUP#/}" 2>/dev/null); do
+        find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
+    # Container root filesystems, namespace files: deepest first.
+    grep " $WORK" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     ip link del "$BRIDGE" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-crictl_() { "$BIN/crictl" --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 30s "$@" 2>/dev/null; }
+# A crictl.yaml of its own: no warning about a missing /etc/crictl.yaml, and
+# stderr stays free for the real error when a check fails.
+cat >"$WORK/crictl.yaml" <<YAML
+runtime-endpoint: unix://$SOCK
+image-endpoint: unix://$SOCK
+timeout: 30
+YAML
+cr() { "$BIN/crictl" --config "$WORK/crictl.yaml" "$@"; }
+crictl_() { cr "$@" 2>/dev/null; }
 
-mkdir -p "$WORK/net.d"
+mkdir -p "$WORK/net.d" "$WORK/logs"
+write_mirrors "$WORK/certs.d"
 cat >"$WORK/net.d/10-crictl.conflist" <<JSON
 {"cniVersion":"1.0.0","name":"berth-crictl","plugins":[
  {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":false,
@@ -46,6 +74,8 @@ root_dir = "$WORK/root"
 state_dir = "$WORK/state"
 cni_conf_dir = "$WORK/net.d"
 cni_bin_dirs = ["/usr/lib/cni"]
+cgroup_parent = "$CGROUP"
+registry_config_path = "$WORK/certs.d"
 TOML
 "$BIN/berthd" --config "$WORK/berthd.toml" 2>"$WORK/berthd.log" &
 PID=$!
@@ -57,7 +87,32 @@ check() {
     if out=$("$@" 2>&1); then PASS=$((PASS + 1)); echo "ok    $what"
     else FAIL=$((FAIL + 1)); echo "FAIL  $what"; printf '%s\n' "$out" | tail -3 | sed 's/^/      /'; fi
 }
+# t CODE: CODE, run in the check's subshell (sees this script's functions
+# and variables).
+t() { eval "$1"; }
+# jqe FILTER CRICTL-ARGS...: crictl's JSON output satisfies FILTER.
+jqe() { local f=$1; shift; cr "$@" | jq -e "$f" >/dev/null; }
+# image_listed REF: `crictl images` lists REF (repository and tag columns).
+image_listed() { cr images | awk -v r="${1%:*}" -v t="${1##*:}" '$1 == r && $2 == t { f = 1 } END { exit !f }'; }
+shims_gone() {
+    for _ in $(seq 50); do pgrep -f "[b]erth-shim --dir $WORK" >/dev/null || return 0; sleep 0.1; done
+    pgrep -af "[b]erth-shim --dir $WORK"; return 1
+}
 
+# --- runtime and images -------------------------------------------------------
+check "crictl version names the runtime berth" t 'cr version | grep -q "RuntimeName:  berth"'
+check "crictl info reports RuntimeReady and NetworkReady" \
+    jqe '[.status.conditions[] | select(.status)] | length == 2' info
+check "crictl pull $LOCAL_IMAGE" cr pull "$LOCAL_IMAGE"
+check "crictl images lists $LOCAL_IMAGE" image_listed "$LOCAL_IMAGE"
+check "crictl pull $MIRROR_IMAGE (through the mirror)" cr pull "$MIRROR_IMAGE"
+check "crictl images lists $MIRROR_IMAGE" image_listed "$MIRROR_IMAGE"
+check "crictl inspecti $LOCAL_IMAGE names its tag" \
+    jqe ".status.repoTags | index(\"$LOCAL_IMAGE\") != null" inspecti "$LOCAL_IMAGE"
+check "crictl imagefsinfo shows used bytes > 0" \
+    jqe '.status.imageFilesystems[0].usedBytes.value | tonumber > 0' imagefsinfo
+
+# --- a pod with its own PID namespace per container ---------------------------
 cat >"$WORK/pod.json" <<JSON
 {"metadata":{"name":"crictl-pod","namespace":"default","uid":"crictl-uid","attempt":0},
  "hostname":"crictl-host","log_directory":"$WORK/logs",
@@ -65,27 +120,90 @@ cat >"$WORK/pod.json" <<JSON
  "port_mappings":[{"protocol":0,"container_port":80,"host_port":$((30000 + RANDOM % 1000))}],
  "linux":{"security_context":{"namespace_options":{"pid":1}}}}
 JSON
+cat >"$WORK/ctr.json" <<JSON
+{"metadata":{"name":"crictl-ctr","attempt":0},
+ "image":{"image":"$LOCAL_IMAGE"},
+ "command":["sh","-c","echo hello-crictl; sleep 300"],
+ "labels":{"app":"crictl-ctr"},
+ "log_path":"crictl-ctr.log",
+ "linux":{"security_context":{"namespace_options":{"pid":1}}}}
+JSON
 
-check "crictl version names the runtime berth" bash -c "$(declare -f crictl_); BIN=$BIN SOCK=$SOCK; crictl_ version | grep -q 'RuntimeName:  berth'"
-check "crictl info reports RuntimeReady and NetworkReady" bash -c \
-    "$(declare -f crictl_); BIN=$BIN SOCK=$SOCK; crictl_ info | jq -e '[.status.conditions[] | select(.status)] | length == 2'"
 POD=$(crictl_ runp "$WORK/pod.json" || true)
 check "crictl runp returns a sandbox id" test "${#POD}" = 64
-check "crictl pods lists it as Ready" bash -c \
-    "$(declare -f crictl_); BIN=$BIN SOCK=$SOCK; crictl_ pods --label app=crictl -o json | jq -e '.items[0].state == \"SANDBOX_READY\"'"
+check "crictl pods lists it as Ready" \
+    jqe '.items[0].state == "SANDBOX_READY"' pods --label app=crictl -o json
 IP=$(crictl_ inspectp "$POD" | jq -r .status.network.ip)
-check "crictl inspectp shows a pod IP from the CNI subnet ($IP)" bash -c "[[ '$IP' == $SUBNET.* ]]"
+check "crictl inspectp shows a pod IP from the CNI subnet ($IP)" t '[[ $IP == $SUBNET.* ]]'
 check "the pod IP answers ping from the host" busybox ping -c1 -W2 "$IP"
-check "crictl runp of the same pod again returns the same id" bash -c \
-    "[ \"\$($(declare -f crictl_); BIN=$BIN SOCK=$SOCK; crictl_ runp '$WORK/pod.json')\" = '$POD' ]"
-check "crictl stopp" crictl_ stopp "$POD"
-check "crictl inspectp shows NotReady after stopp" bash -c \
-    "$(declare -f crictl_); BIN=$BIN SOCK=$SOCK; crictl_ inspectp $POD | jq -e '.status.state == \"SANDBOX_NOTREADY\"'"
-check "a berth-shim monitors the pod" bash -c "pgrep -f '[b]erth-shim --dir $WORK' >/dev/null"
-check "crictl rmp" crictl_ rmp "$POD"
-check "crictl pods is empty after rmp" bash -c "$(declare -f crictl_); BIN=$BIN SOCK=$SOCK; [ -z \"\$(crictl_ pods -q)\" ]"
-check "the pod's berth-shim exited after rmp" bash -c "for i in \$(seq 50); do pgrep -f '[b]erth-shim --dir $WORK' >/dev/null || exit 0; sleep 0.1; done; exit 1"
-check "berthd exits 0 on SIGTERM" bash -c "kill -TERM $PID; for i in \$(seq 100); do kill -0 $PID 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
+check "crictl runp of the same pod again returns the same id" t '[ "$(cr runp "$WORK/pod.json")" = "$POD" ]'
+
+CTR=$(crictl_ create "$POD" "$WORK/ctr.json" "$WORK/pod.json" || true)
+check "crictl create returns a container id" test "${#CTR}" = 64
+check "crictl ps -a lists it as Created" \
+    jqe ".containers[] | select(.id == \"$CTR\") | .state == \"CONTAINER_CREATED\"" ps -a -o json
+check "crictl start" cr start "$CTR"
+check "crictl ps shows it Running" t 'out=$(cr ps --id "$CTR"); echo "$out"; grep -q "^${CTR:0:13} .* Running " <<<"$out"'
+check "crictl logs prints hello-crictl" \
+    t 'for i in $(seq 50); do cr logs "$CTR" | grep -qx hello-crictl && exit 0; sleep 0.1; done; cr logs "$CTR"; exit 1'
+check "crictl exec -s <ctr> echo x prints x" t '[ "$(cr exec -s --timeout 10 "$CTR" echo x)" = x ]'
+# crictl 1.36 reports a non-zero exit code of exec -s in its error text
+# ("command '...' exited with 3") and exits 1 itself; an older crictl exits
+# with the code. Either way the code is the one berthd returned.
+check "crictl exec -s <ctr> sh -c 'exit 3' exits 3" \
+    t 'out=$(cr exec -s --timeout 10 "$CTR" sh -c "exit 3" 2>&1); rc=$?; echo "exit status $rc: $out"
+       [ $rc = 3 ] || { [ $rc != 0 ] && grep -q "exited with 3:" <<<"$out"; }'
+# busybox sh execs the last command of -c: PID 1 is "sleep 300".
+check "crictl exec -s sees the container's own PID namespace (PID 1: sleep 300)" \
+    t 'out=$(cr exec -s --timeout 10 "$CTR" cat /proc/1/cmdline | tr "\0" " "); echo "[$out]"; [ "$out" = "sleep 300 " ]'
+check "crictl inspect: CONTAINER_RUNNING, image $LOCAL_IMAGE, its labels" \
+    jqe ".status.state == \"CONTAINER_RUNNING\" and .status.image.image == \"$LOCAL_IMAGE\" and .status.labels.app == \"crictl-ctr\"" inspect "$CTR"
+check "crictl ps --pod lists it under its pod" t '[ "$(cr ps -q --pod "$POD")" = "$CTR" ]'
+check "crictl stop --timeout 2 (PID 1 ignores SIGTERM: killed after 2s)" cr stop --timeout 2 "$CTR"
+check "crictl ps -a shows it Exited" t 'out=$(cr ps -a --id "$CTR"); echo "$out"; grep -q "^${CTR:0:13} .* Exited " <<<"$out"'
+check "crictl inspect shows CONTAINER_EXITED with exit code 137" \
+    jqe '.status.state == "CONTAINER_EXITED" and .status.exitCode == 137' inspect "$CTR"
+check "crictl ps (running only) no longer lists it" t 'out=$(cr ps -q --id "$CTR") && [ -z "$out" ]'
+check "crictl rm" cr rm "$CTR"
+check "crictl ps -a no longer lists it" t 'out=$(cr ps -aq) && [ -z "$out" ]'
+check "crictl stopp" cr stopp "$POD"
+check "crictl inspectp shows NotReady after stopp" \
+    jqe '.status.state == "SANDBOX_NOTREADY"' inspectp "$POD"
+check "a berth-shim monitors the pod" t 'pgrep -f "[b]erth-shim --dir $WORK" >/dev/null'
+check "crictl rmp" cr rmp "$POD"
+check "crictl pods is empty after rmp" t 'out=$(cr pods -q) && [ -z "$out" ]'
+check "the pod's berth-shim exited after rmp" shims_gone
+
+# --- a pod with the default, shared PID namespace: pause is PID 1 -------------
+cat >"$WORK/pod2.json" <<JSON
+{"metadata":{"name":"crictl-shared","namespace":"default","uid":"crictl-shared-uid","attempt":0},
+ "hostname":"crictl-shared","log_directory":"$WORK/logs","labels":{"app":"crictl-shared"}}
+JSON
+cat >"$WORK/ctr2.json" <<JSON
+{"metadata":{"name":"crictl-shared-ctr","attempt":0},
+ "image":{"image":"$MIRROR_IMAGE"},
+ "command":["sleep","300"],
+ "log_path":"crictl-shared-ctr.log"}
+JSON
+POD2=$(crictl_ runp "$WORK/pod2.json" || true)
+check "crictl runp of a pod with the shared PID namespace" test "${#POD2}" = 64
+CTR2=$(crictl_ create "$POD2" "$WORK/ctr2.json" "$WORK/pod2.json" || true)
+check "crictl create + start of $MIRROR_IMAGE in it" t '[ ${#CTR2} = 64 ] && cr start "$CTR2"'
+check "crictl exec -s <ctr> cat /proc/1/cmdline shows /pause" \
+    t 'out=$(cr exec -s --timeout 10 "$CTR2" cat /proc/1/cmdline | tr "\0" " "); echo "$out"; [[ $out == /pause* ]]'
+check "crictl exec -s <ctr> finds its sleep in the pod's PID namespace" \
+    t 'cr exec -s --timeout 10 "$CTR2" pgrep -x sleep'
+check "crictl rmp -f removes the running pod and its container" \
+    t 'cr rmp -f "$POD2" && out=$(cr ps -aq) && [ -z "$out" ] && out=$(cr pods -q) && [ -z "$out" ]'
+
+# --- images away --------------------------------------------------------------
+check "crictl rmi $LOCAL_IMAGE" cr rmi "$LOCAL_IMAGE"
+check "crictl images no longer lists $LOCAL_IMAGE" t '! image_listed "$LOCAL_IMAGE"'
+check "crictl rmi $MIRROR_IMAGE" cr rmi "$MIRROR_IMAGE"
+check "crictl images no longer lists $MIRROR_IMAGE" t '! image_listed "$MIRROR_IMAGE"'
+check "the pods' berth-shims exited" shims_gone
+
+check "berthd exits 0 on SIGTERM" t 'kill -TERM $PID; for i in $(seq 100); do kill -0 $PID 2>/dev/null || exit 0; sleep 0.1; done; exit 1'
 rc=0; wait "$PID" || rc=$?; PID=
 check "berthd exit status was 0 (got $rc)" test "$rc" = 0
 

@@ -83,7 +83,7 @@ BERTH_SHIM_TEST_RUNTIME=$BIN/berth-runc \
 
 if [ $QUICK = 0 ]; then
     tier testbed "registries, images, peer tools, containerd, control plane" bash hack/check-testbed.sh
-    tier crictl-berthd "crictl against berthd: version, info, pod sandboxes" bash hack/crictl-berthd.sh
+    tier crictl-berthd "crictl against berthd: pods, containers, logs, exec, images, mirror pull" bash hack/crictl-berthd.sh
     if [ -x hack/runtime-tools.sh ] && [ -d "$BIN/runtime-tools" ]; then
         SUITE=1 tier runtime-tools-runc "OCI validation suite, runc (reference)" bash hack/runtime-tools.sh /usr/sbin/runc
         SUITE=1 tier runtime-tools-berth "OCI validation suite, berth-runc" bash hack/runtime-tools.sh "$BIN/berth-runc"
