@@ -7,7 +7,8 @@
 //! held and the caller decides whether it is the same request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -21,10 +22,11 @@ enum Reservation {
     Held(String),
 }
 
-/// The reservations of one kind of object.
+/// The reservations of one kind of object (clones share them).
+#[derive(Clone)]
 pub struct Names {
     kind: &'static str,
-    map: Mutex<HashMap<String, Reservation>>,
+    map: Arc<Mutex<HashMap<String, Reservation>>>,
 }
 
 /// The outcome of [`Names::claim`].
@@ -47,8 +49,42 @@ impl Names {
     pub fn new(kind: &'static str) -> Self {
         Names {
             kind,
-            map: Mutex::default(),
+            map: Arc::default(),
         }
+    }
+
+    /// Make the object named `key` with `work`, once: a name already held
+    /// answers with its holder's id if `same(id)` (the same request again),
+    /// else AlreadyExists; a request in flight is waited for. `work` runs on
+    /// its own task, so a caller that gives up does not cancel it half way;
+    /// its retry gets the result.
+    pub async fn run<F>(
+        &self,
+        key: &str,
+        same: impl FnOnce(&str) -> bool,
+        work: F,
+    ) -> Result<String>
+    where
+        F: Future<Output = Result<String>> + Send + 'static,
+    {
+        let ticket = match self.claim(key).await? {
+            Claim::Held(id) if same(&id) => return Ok(id),
+            Claim::Held(id) => return Err(self.reserved(key, &id)),
+            Claim::New(t) => t,
+        };
+        let names = self.clone();
+        tokio::spawn(async move {
+            let result = work.await;
+            names.finish(
+                ticket,
+                result
+                    .as_deref()
+                    .map_err(|e| crate::sandbox::error_chain(e)),
+            );
+            result
+        })
+        .await
+        .map_err(|e| Error::Aborted(format!("{} {key}: task: {e}", self.kind)))?
     }
 
     /// Claim `key`, waiting for an attempt that is in flight.
@@ -119,6 +155,29 @@ impl Names {
             name: key.to_owned(),
             holder: holder.to_owned(),
         }
+    }
+}
+
+/// The full id `id` names among `ids` (sorted): itself, or the one id it is
+/// a unique prefix of, as crictl lets users abbreviate ids.
+pub fn resolve_id<V>(
+    ids: &std::collections::BTreeMap<String, V>,
+    id: &str,
+    kind: &'static str,
+) -> Result<String> {
+    if ids.contains_key(id) {
+        return Ok(id.to_owned());
+    }
+    let mut matches = ids.keys().filter(|k| !id.is_empty() && k.starts_with(id));
+    match (matches.next(), matches.next()) {
+        (Some(one), None) => Ok(one.clone()),
+        (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
+            "{kind} id prefix {id:?} is ambiguous"
+        ))),
+        _ => Err(Error::NotFound {
+            kind,
+            id: id.to_owned(),
+        }),
     }
 }
 

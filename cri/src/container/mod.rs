@@ -24,7 +24,7 @@ use berth_images::ImageStore;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::reserve::{Claim, Names};
+use crate::reserve::Names;
 use crate::sandbox::model::{NsMode, Sandbox, SandboxState};
 use crate::sandbox::{SandboxManager, error_chain, new_id};
 use crate::shim::client::call;
@@ -185,20 +185,7 @@ impl ContainerManager {
     /// Resolve a full id or a unique prefix.
     pub fn resolve(&self, id: &str) -> Result<String> {
         let map = self.containers.lock().expect("containers lock");
-        if map.contains_key(id) {
-            return Ok(id.to_owned());
-        }
-        let mut matches = map.keys().filter(|k| !id.is_empty() && k.starts_with(id));
-        match (matches.next(), matches.next()) {
-            (Some(one), None) => Ok(one.clone()),
-            (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
-                "container id prefix {id:?} is ambiguous"
-            ))),
-            _ => Err(Error::NotFound {
-                kind: "container",
-                id: id.to_owned(),
-            }),
-        }
+        crate::reserve::resolve_id(&map, id, "container")
     }
 
     pub fn get(&self, id: &str) -> Result<Container> {
@@ -225,31 +212,20 @@ impl ContainerManager {
             )));
         }
         let key = name_key(&spec, &sb);
-        let ticket = match self.names.claim(&key).await? {
-            Claim::Held(id) => {
-                let same = self
-                    .containers
+        let same = {
+            let (spec, sandbox_id) = (spec.clone(), sb.id.clone());
+            move |id: &str| {
+                self.containers
                     .lock()
                     .expect("containers lock")
-                    .get(&id)
-                    .is_some_and(|c| c.spec == spec && c.sandbox_id == sb.id);
-                return if same {
-                    Ok(id)
-                } else {
-                    Err(self.names.reserved(&key, &id))
-                };
+                    .get(id)
+                    .is_some_and(|c| c.spec == spec && c.sandbox_id == sandbox_id)
             }
-            Claim::New(t) => t,
         };
         let mgr = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            let result = mgr.create_new(sb, spec).await;
-            mgr.names
-                .finish(ticket, result.as_deref().map_err(|e| error_chain(e)));
-            result
-        });
-        task.await
-            .map_err(|e| Error::Aborted(format!("container task: {e}")))?
+        self.names
+            .run(&key, same, async move { mgr.create_new(sb, spec).await })
+            .await
     }
 
     async fn create_new(&self, sb: Sandbox, spec: ContainerSpec) -> Result<String> {

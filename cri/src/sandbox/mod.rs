@@ -22,7 +22,7 @@ use crate::cni::{Attachment, Cni};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pinns::{NsKind, PinnedNs};
-use crate::reserve::{Claim, Names};
+use crate::reserve::Names;
 use crate::store::JsonStore;
 use model::{NsMode, Sandbox, SandboxSpec, SandboxState, ShimRef};
 
@@ -145,46 +145,28 @@ impl SandboxManager {
     /// `RunPodSandbox`: the sandbox's id.
     pub async fn run(self: &Arc<Self>, spec: SandboxSpec) -> Result<String> {
         let key = spec.meta.key();
-        let ticket = match self.names.claim(&key).await? {
-            Claim::Held(id) => {
-                let same = self
-                    .inner
+        let same = {
+            let spec = spec.clone();
+            move |id: &str| {
+                self.inner
                     .lock()
                     .expect("sandbox lock")
                     .sandboxes
-                    .get(&id)
-                    .is_some_and(|sb| sb.spec == spec);
-                return if same {
-                    Ok(id)
-                } else {
-                    Err(self.names.reserved(&key, &id))
-                };
+                    .get(id)
+                    .is_some_and(|sb| sb.spec == spec)
             }
-            Claim::New(t) => t,
         };
-        // The work runs on its own task: a caller that times out and goes
-        // away does not cancel it half way; its retry gets the result.
         let mgr = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            let result = mgr.create(spec).await;
-            if let Ok(sb) = &result {
-                mgr.inner
-                    .lock()
-                    .expect("sandbox lock")
-                    .sandboxes
-                    .insert(sb.id.clone(), sb.clone());
-            }
-            mgr.names.finish(
-                ticket,
-                result
-                    .as_ref()
-                    .map(|sb| sb.id.as_str())
-                    .map_err(|e| error_chain(e)),
-            );
-            result.map(|sb| sb.id)
-        });
-        task.await
-            .map_err(|e| Error::Aborted(format!("sandbox task: {e}")))?
+        let work = async move {
+            let sb = mgr.create(spec).await?;
+            mgr.inner
+                .lock()
+                .expect("sandbox lock")
+                .sandboxes
+                .insert(sb.id.clone(), sb.clone());
+            Ok(sb.id)
+        };
+        self.names.run(&key, same, work).await
     }
 
     async fn create(&self, spec: SandboxSpec) -> Result<Sandbox> {
@@ -335,23 +317,7 @@ impl SandboxManager {
     /// Resolve a full id or a unique prefix.
     pub fn resolve(&self, id: &str) -> Result<String> {
         let inner = self.inner.lock().expect("sandbox lock");
-        if inner.sandboxes.contains_key(id) {
-            return Ok(id.to_owned());
-        }
-        let mut matches = inner
-            .sandboxes
-            .keys()
-            .filter(|k| !id.is_empty() && k.starts_with(id));
-        match (matches.next(), matches.next()) {
-            (Some(one), None) => Ok(one.clone()),
-            (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
-                "sandbox id prefix {id:?} is ambiguous"
-            ))),
-            _ => Err(Error::NotFound {
-                kind: "sandbox",
-                id: id.to_owned(),
-            }),
-        }
+        crate::reserve::resolve_id(&inner.sandboxes, id, "sandbox")
     }
 
     /// The sandbox an id (or unique prefix) names; `None` if there is none,

@@ -11,24 +11,23 @@ use crate::error::{Error, Result};
 use crate::sandbox::SandboxFilter;
 use crate::sandbox::model::{Dns, NsMode, PodMeta, Sandbox, SandboxSpec, SandboxState};
 
-fn invalid(msg: String) -> Error {
+pub(super) fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
 }
 
-fn sorted(m: HashMap<String, String>) -> BTreeMap<String, String> {
+pub(super) fn sorted(m: HashMap<String, String>) -> BTreeMap<String, String> {
     m.into_iter().collect()
 }
 
-fn ns_mode(v: i32, field: &str) -> Result<NsMode> {
+/// A CRI namespace mode; `field` is the full field name for the error.
+pub(super) fn ns_mode(v: i32, field: &str) -> Result<NsMode> {
     Ok(match cri::NamespaceMode::try_from(v) {
         Ok(cri::NamespaceMode::Pod) => NsMode::Pod,
         Ok(cri::NamespaceMode::Container) => NsMode::Container,
         Ok(cri::NamespaceMode::Node) => NsMode::Node,
         Ok(cri::NamespaceMode::Target) => NsMode::Target,
         Err(_) => {
-            return Err(invalid(format!(
-                "sandbox config: {field}: unknown namespace mode {v}"
-            )));
+            return Err(invalid(format!("{field}: unknown namespace mode {v}")));
         }
     })
 }
@@ -144,10 +143,16 @@ pub fn sandbox_spec(req: cri::RunPodSandboxRequest, config: &Config) -> Result<S
         sysctls: sorted(linux.sysctls),
         network: ns_mode(
             opts.network,
-            "linux.security_context.namespace_options.network",
+            "sandbox config: linux.security_context.namespace_options.network",
         )?,
-        pid: ns_mode(opts.pid, "linux.security_context.namespace_options.pid")?,
-        ipc: ns_mode(opts.ipc, "linux.security_context.namespace_options.ipc")?,
+        pid: ns_mode(
+            opts.pid,
+            "sandbox config: linux.security_context.namespace_options.pid",
+        )?,
+        ipc: ns_mode(
+            opts.ipc,
+            "sandbox config: linux.security_context.namespace_options.ipc",
+        )?,
         runtime_handler: req.runtime_handler,
     })
 }

@@ -1,11 +1,12 @@
 //! CRI container wire types <-> berthd's container types. Every request is
 //! validated here; errors name the field.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use k8s_cri::v1 as cri;
 
+use super::convert::{invalid, ns_mode, sorted};
 use crate::container::ContainerFilter;
 use crate::container::model::{
     Container, ContainerMeta, ContainerSpec, Device, Mount, Propagation, Resources, RunAs,
@@ -13,29 +14,6 @@ use crate::container::model::{
 };
 use crate::container::stats::Usage;
 use crate::error::{Error, Result};
-use crate::sandbox::model::NsMode;
-
-fn invalid(msg: String) -> Error {
-    Error::InvalidArgument(msg)
-}
-
-fn sorted(m: HashMap<String, String>) -> BTreeMap<String, String> {
-    m.into_iter().collect()
-}
-
-fn ns_mode(v: i32, field: &str) -> Result<NsMode> {
-    Ok(match cri::NamespaceMode::try_from(v) {
-        Ok(cri::NamespaceMode::Pod) => NsMode::Pod,
-        Ok(cri::NamespaceMode::Container) => NsMode::Container,
-        Ok(cri::NamespaceMode::Node) => NsMode::Node,
-        Ok(cri::NamespaceMode::Target) => NsMode::Target,
-        Err(_) => {
-            return Err(invalid(format!(
-                "container config: {field}: unknown namespace mode {v}"
-            )));
-        }
-    })
-}
 
 /// An absolute container path without `..`.
 fn container_path(p: &str, field: &str) -> Result<String> {
@@ -147,11 +125,17 @@ fn security(s: Option<cri::LinuxContainerSecurityContext>) -> Result<Security> {
         masked_paths: (!s.masked_paths.is_empty()).then_some(s.masked_paths),
         readonly_paths: (!s.readonly_paths.is_empty()).then_some(s.readonly_paths),
         seccomp,
-        pid: ns_mode(opts.pid, "linux.security_context.namespace_options.pid")?,
-        ipc: ns_mode(opts.ipc, "linux.security_context.namespace_options.ipc")?,
+        pid: ns_mode(
+            opts.pid,
+            "container config: linux.security_context.namespace_options.pid",
+        )?,
+        ipc: ns_mode(
+            opts.ipc,
+            "container config: linux.security_context.namespace_options.ipc",
+        )?,
         network: ns_mode(
             opts.network,
-            "linux.security_context.namespace_options.network",
+            "container config: linux.security_context.namespace_options.network",
         )?,
         target_id: opts.target_id,
     })
@@ -433,6 +417,7 @@ pub fn container_filter(f: Option<cri::ContainerFilter>) -> ContainerFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::model::NsMode;
 
     fn config() -> cri::ContainerConfig {
         cri::ContainerConfig {
