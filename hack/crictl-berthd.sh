@@ -11,6 +11,7 @@
 LOG_TAG=crictl
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/testbed/mirrors.sh"
+. "$(dirname "$0")/testbed/berthd-config.sh"
 cd "$BERTH_ROOT"
 need_root
 [ -x "$BIN/crictl" ] || die "no crictl in $BIN: hack/testbed.sh tools up"
@@ -59,24 +60,9 @@ YAML
 cr() { "$BIN/crictl" --config "$WORK/crictl.yaml" "$@"; }
 crictl_() { cr "$@" 2>/dev/null; }
 
-mkdir -p "$WORK/net.d" "$WORK/logs"
-write_mirrors "$WORK/certs.d"
-cat >"$WORK/net.d/10-crictl.conflist" <<JSON
-{"cniVersion":"1.0.0","name":"berth-crictl","plugins":[
- {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":false,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":"$SUBNET.0/24"}]],"dataDir":"$WORK/ipam"}},
- {"type":"portmap","capabilities":{"portMappings":true}},
- {"type":"loopback"}]}
-JSON
-cat >"$WORK/berthd.toml" <<TOML
-socket = "$SOCK"
-root_dir = "$WORK/root"
-state_dir = "$WORK/state"
-cni_conf_dir = "$WORK/net.d"
-cni_bin_dirs = ["/usr/lib/cni"]
-cgroup_parent = "$CGROUP"
-registry_config_path = "$WORK/certs.d"
-TOML
+mkdir -p "$WORK/logs"
+write_berthd_config "$WORK" berth-crictl "$BRIDGE" "$SUBNET" false
+echo "cgroup_parent = \"$CGROUP\"" >>"$WORK/berthd.toml"
 "$BIN/berthd" --config "$WORK/berthd.toml" 2>"$WORK/berthd.log" &
 PID=$!
 wait_for 10 "berthd socket" test -S "$SOCK"

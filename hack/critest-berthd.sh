@@ -10,6 +10,7 @@
 LOG_TAG=critest-berthd
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/testbed/mirrors.sh"
+. "$(dirname "$0")/testbed/berthd-config.sh"
 cd "$BERTH_ROOT"
 need_root
 [ -x "$BIN/critest" ] || die "no critest in $BIN: hack/testbed.sh tools up"
@@ -36,23 +37,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$WORK/net.d" "$LOGDIR"
-write_mirrors "$WORK/certs.d"
-cat >"$WORK/net.d/10-critest.conflist" <<JSON
-{"cniVersion":"1.0.0","name":"berth-critest","plugins":[
- {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":false,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":"$SUBNET.0/24"}]],"dataDir":"$WORK/ipam"}},
- {"type":"portmap","capabilities":{"portMappings":true}},
- {"type":"loopback"}]}
-JSON
-cat >"$WORK/berthd.toml" <<TOML
-socket = "$SOCK"
-root_dir = "$WORK/root"
-state_dir = "$WORK/state"
-cni_conf_dir = "$WORK/net.d"
-cni_bin_dirs = ["/usr/lib/cni"]
-registry_config_path = "$WORK/certs.d"
-TOML
+mkdir -p "$LOGDIR"
+write_berthd_config "$WORK" berth-critest "$BRIDGE" "$SUBNET" false
 "$BIN/berthd" --config "$WORK/berthd.toml" 2>"$LOGDIR/critest-berthd-daemon.log" &
 PID=$!
 wait_for 10 "berthd socket" test -S "$SOCK"

@@ -10,6 +10,8 @@
 # kubelet would; the script says which layers are still missing.
 LOG_TAG=up
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/testbed/mirrors.sh"
+. "$(dirname "$0")/testbed/berthd-config.sh"
 cd "$BERTH_ROOT"
 
 UP=$OUT/up
@@ -53,25 +55,6 @@ down() {
     log "stopped"
 }
 
-write_config() {
-    mkdir -p "$UP/net.d"
-    cat >"$UP/net.d/10-berth.conflist" <<JSON
-{"cniVersion":"1.0.0","name":"berth","plugins":[
- {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":true,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":"$SUBNET.0/24"}]],"dataDir":"$UP/ipam"}},
- {"type":"portmap","capabilities":{"portMappings":true}},
- {"type":"loopback"}]}
-JSON
-    cat >"$UP/berthd.toml" <<TOML
-# Written by hack/up.sh: berthd's defaults, with folders under $UP.
-socket = "$BERTHD_SOCK"
-root_dir = "$UP/berth-root"
-state_dir = "$UP/berth-state"
-cni_conf_dir = "$UP/net.d"
-cni_bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
-TOML
-}
-
 # The demo pod, as a kubelet would create it: a pod sandbox with a host port,
 # then the web container in it.
 start_demo() {
@@ -104,7 +87,7 @@ up)
     bash hack/testbed/registry.sh up
     bash hack/testbed/images.sh up
     bash hack/testbed/tools.sh crictl
-    write_config
+    write_berthd_config "$UP" berth "$BRIDGE" "$SUBNET" true
     if ! bg_running berthd; then
         bg_start berthd "$BIN/berthd" --config "$UP/berthd.toml"
     fi
