@@ -7,6 +7,7 @@
 pub mod cni;
 pub mod config;
 pub mod container;
+pub mod deadline;
 pub mod error;
 pub mod images;
 pub mod logfmt;

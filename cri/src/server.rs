@@ -80,6 +80,7 @@ pub async fn serve(
     let runtime = RuntimeService::new(config, sandboxes, containers);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        .layer(crate::deadline::DeadlineLayer)
         .add_service(RuntimeServiceServer::new(runtime))
         .add_service(ImageServiceServer::new(image_service))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
