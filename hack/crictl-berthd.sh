@@ -86,7 +86,7 @@ shims_gone() {
 }
 
 # --- runtime and images -------------------------------------------------------
-check "crictl version names the runtime berth" t 'cr version | grep -q "RuntimeName:  berth"'
+check "crictl version names the runtime berth" t 'cr version | grep "RuntimeName:  berth" >/dev/null'
 check "crictl info reports RuntimeReady and NetworkReady" \
     jqe '[.status.conditions[] | select(.status)] | length == 2' info
 check "crictl pull $LOCAL_IMAGE" cr pull "$LOCAL_IMAGE"
@@ -131,7 +131,7 @@ check "crictl ps -a lists it as Created" \
 check "crictl start" cr start "$CTR"
 check "crictl ps shows it Running" t 'out=$(cr ps --id "$CTR"); echo "$out"; grep -q "^${CTR:0:13} .* Running " <<<"$out"'
 check "crictl logs prints hello-crictl" \
-    t 'for i in $(seq 50); do cr logs "$CTR" | grep -qx hello-crictl && exit 0; sleep 0.1; done; cr logs "$CTR"; exit 1'
+    t 'for i in $(seq 50); do cr logs "$CTR" | grep -x hello-crictl >/dev/null && exit 0; sleep 0.1; done; cr logs "$CTR"; exit 1'
 check "crictl exec -s <ctr> echo x prints x" t '[ "$(cr exec -s --timeout 10 "$CTR" echo x)" = x ]'
 # crictl 1.36 reports a non-zero exit code of exec -s in its error text
 # ("command '...' exited with 3") and exits 1 itself; an older crictl exits

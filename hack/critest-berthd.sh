@@ -31,6 +31,9 @@ cleanup() {
     fi
     # Shims this run started (their command lines name $WORK), by PID.
     for p in $(pgrep -f "[b]erth-shim --dir $WORK" || true); do kill -KILL "$p" 2>/dev/null || true; done
+    # critest's own propagation test folders (/tmp/test<pod id>...) stay
+    # mounted when a spec fails half way.
+    findmnt -rn -o TARGET | grep -E '^/tmp/test[0-9a-f]{64}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     grep " $WORK" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     ip link del "$BRIDGE" 2>/dev/null || true
     rm -rf "$WORK"

@@ -49,7 +49,10 @@ tier() {
     set -e
     read -r p f < <(cargo_counts "$logf")
     if [ "$p" = 0 ] && [ "$f" = 0 ]; then
-        read -r p f < <(awk '/^[a-z0-9 _-]+: [0-9]+ passed, [0-9]+ failed/ { p+=$(NF-3); f+=$(NF-1) } END { printf "%d %d\n", p, f }' "$logf")
+        # "<suite>: N passed, M failed[, K skipped][ (note)]"
+        read -r p f < <(awk '/^[a-z0-9 _-]+: [0-9]+ passed, [0-9]+ failed/ {
+            for (i=2;i<NF;i++) { if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i } }
+            END { printf "%d %d\n", p, f }' "$logf")
     fi
     # Only our own tests count in the totals; a peer suite's raw counts show
     # in its row, and its result is the comparison its script makes.

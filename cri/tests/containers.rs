@@ -746,3 +746,82 @@ async fn a_container_keeps_its_image_layers_through_remove_image() {
         "the image's layers went with RemoveImage: {n} files in /bin"
     );
 }
+
+#[tokio::test]
+async fn a_bidirectional_mount_carries_container_mounts_back_to_the_host() {
+    let b = Berthd::start(18);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let p = pod(
+        "prop",
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    // A shared mount on the host, as the kubelet's pods folder is.
+    let host = b.dir.path().join("shared");
+    std::fs::create_dir_all(host.join("inner")).unwrap();
+    let h = host.display().to_string();
+    let sh = |cmd: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .unwrap()
+    };
+    assert!(sh(&format!("mount --bind {h} {h} && mount --make-rshared {h}")).success());
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .args(["-R", "-l", &self.0])
+                .status();
+        }
+    }
+    let _guard = Unmount(h.clone());
+    let mut c = container("prop", "sleep 300");
+    c.mounts = vec![cri::Mount {
+        container_path: "/shared".into(),
+        host_path: h.clone(),
+        propagation: cri::MountPropagation::PropagationBidirectional as i32,
+        ..Default::default()
+    }];
+    c.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
+    let id = create(&mut rt, &pod_id, &p, c).await.unwrap();
+    start(&mut rt, &id).await;
+    let r = exec(
+        &mut rt,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "mount -t tmpfs from-container /shared/inner && touch /shared/inner/made-inside",
+        ],
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.exit_code, 0, "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        host.join("inner/made-inside").exists(),
+        "the container's mount did not reach the host"
+    );
+    // And nothing else of the container's leaked: its rootfs mounts stay
+    // in its own namespace.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let bundles = b.dir.path().join("root/bundles").display().to_string();
+    let leaked: Vec<_> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| mp.starts_with(&bundles) && mp.contains("/rootfs/"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "container mounts leaked to the host: {leaked:?}"
+    );
+}

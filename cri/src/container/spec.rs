@@ -526,7 +526,20 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
             devices,
             cgroups_path: Some(input.cgroup_path.to_owned()),
             resources: Some(resources(input)),
-            rootfs_propagation: Some("rslave".into()),
+            // A bidirectional mount needs the container's root shared, or
+            // its mounts cannot travel back to the host (as containerd).
+            rootfs_propagation: Some(
+                if spec
+                    .mounts
+                    .iter()
+                    .any(|m| m.propagation == Propagation::Bidirectional)
+                {
+                    "rshared"
+                } else {
+                    "rslave"
+                }
+                .into(),
+            ),
             seccomp,
             sysctl: input.sandbox.spec.sysctls.clone(),
             masked_paths: masked,

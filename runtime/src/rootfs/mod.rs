@@ -70,14 +70,26 @@ pub fn check_host_proc() -> Result<(), RootfsError> {
 /// Set propagation on `/`, make the rootfs a mount of its own, and return an
 /// fd of it (the new mount).
 pub fn bind_rootfs(rootfs: &std::path::Path, propagation: u64) -> Result<OwnedFd, RootfsError> {
-    // Slave (or what rootfsPropagation says) first, so nothing we mount
-    // propagates back to the host.
-    let first = if propagation & libc::MS_SHARED != 0 {
-        libc::MS_SLAVE | libc::MS_REC
+    if propagation & libc::MS_SHARED != 0 {
+        // rshared: `/` stays shared, so bind mounts of host paths keep
+        // their host peers and mounts made in them travel both ways (what a
+        // Bidirectional CRI mount asks). The mount holding the rootfs is made
+        // private (in our namespace only), so the rootfs bind and what is
+        // mounted under it never show up on the host.
+        sys::mount(None, c"/", None, libc::MS_SHARED | libc::MS_REC, None)
+            .map_err(io_err("set propagation of /"))?;
+        let parent = mount_point_of(rootfs)?;
+        let pp = CString::new(parent.as_os_str().as_encoded_bytes())
+            .map_err(|_| RootfsError::Check("mount point has a NUL".into()))?;
+        sys::mount(None, &pp, None, libc::MS_PRIVATE, None).map_err(io_err(format!(
+            "make the rootfs' parent mount {} private",
+            parent.display()
+        )))?;
     } else {
-        propagation
-    };
-    sys::mount(None, c"/", None, first, None).map_err(io_err("set propagation of /"))?;
+        // Slave (or what rootfsPropagation says), so nothing we mount
+        // propagates back to the host.
+        sys::mount(None, c"/", None, propagation, None).map_err(io_err("set propagation of /"))?;
+    }
     let rp = CString::new(rootfs.as_os_str().as_encoded_bytes())
         .map_err(|_| RootfsError::Check("rootfs path has a NUL".into()))?;
     sys::mount(Some(&rp), &rp, None, libc::MS_BIND | libc::MS_REC, None)
@@ -87,9 +99,48 @@ pub fn bind_rootfs(rootfs: &std::path::Path, propagation: u64) -> Result<OwnedFd
     Ok(OwnedFd::from(f))
 }
 
+/// The mount point of the mount `path` is on (the longest mount point in
+/// /proc/self/mountinfo that contains it).
+fn mount_point_of(path: &std::path::Path) -> Result<std::path::PathBuf, RootfsError> {
+    let path =
+        std::fs::canonicalize(path).map_err(io_err(format!("resolve {}", path.display())))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read mountinfo"))?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| std::path::PathBuf::from(unescape_mountinfo(mp)))
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.components().count())
+        .ok_or_else(|| RootfsError::Check(format!("no mount holds {}", path.display())))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// pivot_root into `root` (an fd of the rootfs mount) and detach the old
 /// root; with `no_pivot`, MS_MOVE + chroot (for ramfs roots).
 pub fn enter(root: &OwnedFd, no_pivot: bool, propagation: u64) -> Result<(), RootfsError> {
+    // The old root, by fd: after pivot_root(".", ".") the path "." names
+    // the new root for mount(2), so a recursive "make slave" through it
+    // would also turn the container's own shared mounts (Bidirectional
+    // binds) into slaves and cut them off from the host.
+    let old_root = std::fs::File::open("/").map_err(io_err("open old root"))?;
     nix::unistd::fchdir(root.as_fd()).map_err(nix_err("chdir to rootfs"))?;
     if no_pivot {
         sys::mount(Some(c"."), c"/", None, libc::MS_MOVE, None)
@@ -97,10 +148,27 @@ pub fn enter(root: &OwnedFd, no_pivot: bool, propagation: u64) -> Result<(), Roo
         nix::unistd::chroot(".").map_err(nix_err("chroot"))?;
     } else {
         sys::pivot_root(c".", c".").map_err(io_err("pivot_root"))?;
-        // The old root is now stacked under ".": make it slave so the
-        // unmount cannot propagate to the host, then detach it.
-        sys::mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
-            .map_err(io_err("make old root slave"))?;
+        // The old root is now stacked on the new one: make it slave so the
+        // unmount cannot propagate to the host, then detach it. Through its
+        // fd when the container has a /proc to resolve it with; else "."
+        // (then shared mounts of the container become slaves too).
+        let proc_ok = std::fs::File::open("/proc/self/fd")
+            .ok()
+            .is_some_and(|f| check_procfs(f.as_fd(), "/proc/self/fd").is_ok());
+        let by_fd = proc_ok
+            && sys::mount(
+                None,
+                &sys::fd_path(old_root.as_raw_fd()),
+                None,
+                libc::MS_SLAVE | libc::MS_REC,
+                None,
+            )
+            .is_ok();
+        if !by_fd {
+            sys::mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
+                .map_err(io_err("make old root slave"))?;
+        }
+        drop(old_root);
         nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
             .map_err(nix_err("detach old root"))?;
     }
