@@ -130,12 +130,12 @@ async fn version_status_and_runtime_config() {
     );
 
     let err = rt
-        .update_container_resources(cri::UpdateContainerResourcesRequest::default())
+        .checkpoint_container(cri::CheckpointContainerRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert!(
-        err.message().contains("update_container_resources"),
+        err.message().contains("checkpoint_container"),
         "{}",
         err.message()
     );

@@ -825,3 +825,47 @@ async fn a_bidirectional_mount_carries_container_mounts_back_to_the_host() {
         "container mounts leaked to the host: {leaked:?}"
     );
 }
+
+#[tokio::test]
+async fn update_container_resources_changes_the_live_limits() {
+    let b = Berthd::start(19);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let p = pod(
+        "upd",
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    let id = create(&mut rt, &pod_id, &p, container("upd", "sleep 300"))
+        .await
+        .unwrap();
+    start(&mut rt, &id).await;
+    let limit = 96 * 1024 * 1024;
+    rt.update_container_resources(cri::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The container's cgroup (berthd's default parent /berth), v1 or v2.
+    let v1 = format!("/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes");
+    let v2 = format!("/sys/fs/cgroup/berth/{id}/memory.max");
+    let got = std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .expect("the container's memory cgroup");
+    assert_eq!(got.trim(), limit.to_string());
+    let err = rt
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: "feed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}

@@ -648,6 +648,57 @@ impl ContainerManager {
         .unwrap_or_default()
     }
 
+    /// `UpdateContainerResources`: the new limits through `<runtime>
+    /// update`, then in the record (a later status reports them).
+    pub async fn update(&self, id: &str, resources: model::Resources) -> Result<()> {
+        let (c, st) = self.status(id).await?;
+        if !matches!(st.state, State::Created | State::Running) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.id
+            )));
+        }
+        let runtime = self.runtime_cmd(&c.runtime_handler)?;
+        let file = c.bundle.join("update.json");
+        let json = serde_json::to_vec(&spec::cgroup_resources(&resources)).expect("serializes");
+        std::fs::write(&file, json).map_err(|source| Error::Io {
+            what: "resources file",
+            path: file.clone(),
+            source,
+        })?;
+        let out = tokio::process::Command::new(&runtime.binary)
+            .arg("--root")
+            .arg(&runtime.root)
+            .arg("update")
+            .arg("--resources")
+            .arg(&file)
+            .arg(&c.id)
+            .output()
+            .await
+            .map_err(|source| Error::Io {
+                what: "run runtime update",
+                path: runtime.binary.clone(),
+                source,
+            })?;
+        let _ = std::fs::remove_file(&file);
+        if !out.status.success() {
+            return Err(Error::Runtime(format!(
+                "container {}: update: {}",
+                c.id,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let mut updated = c.clone();
+        updated.spec.resources = resources;
+        self.store.put(&c.id, &updated)?;
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .insert(c.id.clone(), updated);
+        tracing::info!(container_id = %c.id, "container resources updated");
+        Ok(())
+    }
+
     /// How to run the OCI runtime for a container (for exec).
     pub fn runtime_for(&self, c: &Container) -> Result<RuntimeCmd> {
         self.runtime_cmd(&c.runtime_handler)

@@ -14,7 +14,7 @@ use berth_runtime::config::spec::{
 };
 use berth_runtime::config::tables::{CAPABILITIES, capability};
 
-use super::model::{ContainerSpec, Propagation, SeccompMode};
+use super::model::{ContainerSpec, Propagation, Resources, SeccompMode};
 use super::seccomp;
 use super::user::Resolved;
 use crate::sandbox::model::{NsMode, Sandbox};
@@ -358,8 +358,9 @@ fn mounts(input: &Input) -> Vec<OciMount> {
     out
 }
 
-fn resources(input: &Input) -> OciResources {
-    let r = &input.spec.resources;
+/// The OCI cgroup resources (no device rules) of CRI resources: at
+/// creation, and for `UpdateContainerResources`.
+pub fn cgroup_resources(r: &Resources) -> OciResources {
     let pos = |v: i64| (v > 0).then_some(v);
     let mut out = OciResources::default();
     let cpu = Cpu {
@@ -389,6 +390,11 @@ fn resources(input: &Input) -> OciResources {
         })
         .collect();
     out.unified = r.unified.clone();
+    out
+}
+
+fn resources(input: &Input) -> OciResources {
+    let mut out = cgroup_resources(&input.spec.resources);
     // Deny every device, then allow the defaults the runtime creates and
     // the requested ones.
     out.devices.push(DeviceCgroup {

@@ -141,7 +141,8 @@ fn security(s: Option<cri::LinuxContainerSecurityContext>) -> Result<Security> {
     })
 }
 
-fn resources(r: Option<cri::LinuxContainerResources>) -> Resources {
+/// CRI resources (create and update carry the same message).
+pub fn resources(r: Option<cri::LinuxContainerResources>) -> Resources {
     let r = r.unwrap_or_default();
     Resources {
         cpu_period: r.cpu_period,

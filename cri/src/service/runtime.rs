@@ -394,8 +394,17 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
+    async fn update_container_resources(
+        &self,
+        request: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+        let req = request.into_inner();
+        let resources = convert_container::resources(req.linux);
+        self.containers.update(&req.container_id, resources).await?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+    }
+
     unimplemented_rpcs! {
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;
