@@ -184,6 +184,21 @@ fn wait_for_log(path: &std::path::Path, needle: &str) -> String {
     }
 }
 
+/// A berthd with busybox pulled and one ready pod (private PID namespaces)
+/// whose logs go under the berthd's folder.
+async fn busybox_pod(salt: u32, name: &str) -> (Berthd, Rt, cri::PodSandboxConfig, String) {
+    let b = Berthd::start(salt);
+    pull(&b, &busybox());
+    let mut rt = b.runtime().await;
+    let p = pod(
+        name,
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    (b, rt, p, pod_id)
+}
+
 #[tokio::test]
 async fn lifecycle_logs_exec_stop_and_exit_reasons() {
     let b = Berthd::start(11);
@@ -430,15 +445,7 @@ async fn a_shared_pid_namespace_has_pause_as_pid_1() {
 
 #[tokio::test]
 async fn security_context_mounts_env_and_workdir_apply() {
-    let b = Berthd::start(13);
-    pull(&b, &busybox());
-    let mut rt = b.runtime().await;
-    let p = pod(
-        "sec",
-        cri::NamespaceMode::Container,
-        &b.dir.path().join("logs"),
-    );
-    let pod_id = run_pod(&mut rt, &p).await;
+    let (b, mut rt, p, pod_id) = busybox_pod(13, "sec").await;
     let host = b.dir.path().join("hostdata");
     std::fs::create_dir(&host).unwrap();
     std::fs::write(host.join("file"), "from-host").unwrap();
@@ -508,15 +515,7 @@ async fn security_context_mounts_env_and_workdir_apply() {
 
 #[tokio::test]
 async fn invalid_requests_get_the_right_code_and_leave_nothing() {
-    let b = Berthd::start(14);
-    pull(&b, &busybox());
-    let mut rt = b.runtime().await;
-    let p = pod(
-        "bad",
-        cri::NamespaceMode::Container,
-        &b.dir.path().join("logs"),
-    );
-    let pod_id = run_pod(&mut rt, &p).await;
+    let (b, mut rt, p, pod_id) = busybox_pod(14, "bad").await;
 
     let err = create(&mut rt, "0123456789abcdef", &p, container("x", "true"))
         .await
@@ -611,15 +610,7 @@ async fn invalid_requests_get_the_right_code_and_leave_nothing() {
 
 #[tokio::test]
 async fn concurrent_retries_of_a_create_get_one_container() {
-    let b = Berthd::start(15);
-    pull(&b, &busybox());
-    let mut rt = b.runtime().await;
-    let p = pod(
-        "retry",
-        cri::NamespaceMode::Container,
-        &b.dir.path().join("logs"),
-    );
-    let pod_id = run_pod(&mut rt, &p).await;
+    let (b, mut rt, p, pod_id) = busybox_pod(15, "retry").await;
     let c = container("same", "sleep 300");
     let mut handles = Vec::new();
     for _ in 0..4 {
@@ -749,15 +740,7 @@ async fn a_container_keeps_its_image_layers_through_remove_image() {
 
 #[tokio::test]
 async fn a_bidirectional_mount_carries_container_mounts_back_to_the_host() {
-    let b = Berthd::start(18);
-    pull(&b, &busybox());
-    let mut rt = b.runtime().await;
-    let p = pod(
-        "prop",
-        cri::NamespaceMode::Container,
-        &b.dir.path().join("logs"),
-    );
-    let pod_id = run_pod(&mut rt, &p).await;
+    let (b, mut rt, p, pod_id) = busybox_pod(18, "prop").await;
     // A shared mount on the host, as the kubelet's pods folder is.
     let host = b.dir.path().join("shared");
     std::fs::create_dir_all(host.join("inner")).unwrap();
@@ -828,15 +811,7 @@ async fn a_bidirectional_mount_carries_container_mounts_back_to_the_host() {
 
 #[tokio::test]
 async fn update_container_resources_changes_the_live_limits() {
-    let b = Berthd::start(19);
-    pull(&b, &busybox());
-    let mut rt = b.runtime().await;
-    let p = pod(
-        "upd",
-        cri::NamespaceMode::Container,
-        &b.dir.path().join("logs"),
-    );
-    let pod_id = run_pod(&mut rt, &p).await;
+    let (_b, mut rt, p, pod_id) = busybox_pod(19, "upd").await;
     let id = create(&mut rt, &pod_id, &p, container("upd", "sleep 300"))
         .await
         .unwrap();
