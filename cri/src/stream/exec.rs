@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::net::unix::pipe;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 
@@ -131,8 +131,7 @@ struct ExecFiles {
 impl ExecFiles {
     fn new(state_dir: &Path) -> Result<Self, String> {
         let dir = state_dir.join("exec");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("exec folder {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("exec folder {}: {e}", dir.display()))?;
         let tag = &crate::sandbox::new_id()[..16];
         Ok(ExecFiles {
             pid: dir.join(format!("{tag}.pid")),
@@ -188,7 +187,9 @@ fn outcome(
 ) -> Outcome {
     let status = match status {
         Ok(s) => s,
-        Err(e) => return Outcome::Failed(format!("exec in container {}: wait: {e}", req.container_id)),
+        Err(e) => {
+            return Outcome::Failed(format!("exec in container {}: wait: {e}", req.container_id));
+        }
     };
     let code = status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
@@ -280,7 +281,10 @@ async fn run_tty(req: &ExecRequest, state_dir: &Path, s: Streams) -> Outcome {
         Err(e) => return Outcome::Failed(e),
     };
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        Outcome::Failed(format!("exec in container {}: {what}: {e}", req.container_id))
+        Outcome::Failed(format!(
+            "exec in container {}: {what}: {e}",
+            req.container_id
+        ))
     };
     let listener = match tokio::net::UnixListener::bind(&files.console) {
         Ok(l) => l,
@@ -396,11 +400,15 @@ mod tests {
             r#"{"metadata":{},"status":"Success"}"#
         );
         let v: serde_json::Value =
-            serde_json::from_str(&status_message(ExecProtocol::V4, &cmd, &Outcome::Exited(3))).unwrap();
+            serde_json::from_str(&status_message(ExecProtocol::V4, &cmd, &Outcome::Exited(3)))
+                .unwrap();
         assert_eq!(v["status"], "Failure");
         assert_eq!(v["reason"], "NonZeroExitCode");
         assert_eq!(v["details"]["causes"][0]["reason"], "ExitCode");
         assert_eq!(v["details"]["causes"][0]["message"], "3");
-        assert_eq!(status_message(ExecProtocol::V3, &cmd, &Outcome::Exited(0)), "");
+        assert_eq!(
+            status_message(ExecProtocol::V3, &cmd, &Outcome::Exited(0)),
+            ""
+        );
     }
 }

@@ -101,13 +101,22 @@ mod tests {
         assert_eq!(head.path, "/exec/abc");
         assert_eq!(
             head.values("x-stream-protocol-version"),
-            ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"]
+            [
+                "v4.channel.k8s.io",
+                "v3.channel.k8s.io",
+                "v2.channel.k8s.io"
+            ]
         );
         assert_eq!(rest, b"\x80\x03");
     }
 
     #[tokio::test]
     async fn a_truncated_head_is_none() {
-        assert!(read_head(&mut &b"POST /x HTTP/1.1\r\n"[..]).await.unwrap().is_none());
+        assert!(
+            read_head(&mut &b"POST /x HTTP/1.1\r\n"[..])
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

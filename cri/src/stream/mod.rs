@@ -30,7 +30,11 @@ use crate::shim::proto::RuntimeCmd;
 pub const TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// Sub-protocols of remotecommand we speak, best first.
-const EXEC_PROTOCOLS: [&str; 3] = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"];
+const EXEC_PROTOCOLS: [&str; 3] = [
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+];
 const PORTFORWARD_PROTOCOL: &str = "portforward.k8s.io";
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +98,10 @@ pub struct StreamServer {
 
 impl StreamServer {
     /// Bind `address`; serve with [`StreamServer::serve`].
-    pub async fn bind(address: &str, state_dir: PathBuf) -> Result<(Arc<Self>, TcpListener), StreamError> {
+    pub async fn bind(
+        address: &str,
+        state_dir: PathBuf,
+    ) -> Result<(Arc<Self>, TcpListener), StreamError> {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| StreamError::Bind {
@@ -191,8 +198,13 @@ impl StreamServer {
             return;
         }
         let Some(req) = self.take(&route, &token) else {
-            http::respond_error(&mut w, 404, "Not Found", "unknown or expired streaming token")
-                .await;
+            http::respond_error(
+                &mut w,
+                404,
+                "Not Found",
+                "unknown or expired streaming token",
+            )
+            .await;
             return;
         };
         let offered = head.values("x-stream-protocol-version");

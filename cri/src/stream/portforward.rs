@@ -52,7 +52,10 @@ pub async fn serve(mut conn: Conn, req: PortForwardRequest) {
             "error" => pair.error = Some(w),
             "data" => pair.data = Some((w, inc.data)),
             other => {
-                tracing::debug!(stream_type = other, "portforward: unknown stream type ignored");
+                tracing::debug!(
+                    stream_type = other,
+                    "portforward: unknown stream type ignored"
+                );
                 continue;
             }
         }

@@ -330,7 +330,11 @@ impl Frame {
     }
 
     /// Parse one frame from its 8-byte head and payload.
-    pub fn decode(head: [u8; 8], payload: &[u8], dec: &mut HeaderDecoder) -> Result<Frame, SpdyError> {
+    pub fn decode(
+        head: [u8; 8],
+        payload: &[u8],
+        dec: &mut HeaderDecoder,
+    ) -> Result<Frame, SpdyError> {
         let flags = head[4];
         if head[0] & 0x80 == 0 {
             return Ok(Frame::Data {
@@ -341,7 +345,9 @@ impl Frame {
         }
         let version = u16::from_be_bytes([head[0], head[1]]) & 0x7fff;
         if version != VERSION {
-            return Err(SpdyError::Malformed(format!("unsupported version {version}")));
+            return Err(SpdyError::Malformed(format!(
+                "unsupported version {version}"
+            )));
         }
         let kind = u16::from_be_bytes([head[2], head[3]]);
         let mut r = Cursor { b: payload, at: 0 };
@@ -440,7 +446,9 @@ mod tests {
         for f in &frames {
             wire.extend(f.encode(&mut enc));
         }
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let got = rt.block_on(async {
             let mut r = &wire[..];
             let mut got = Vec::new();
