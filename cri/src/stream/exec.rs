@@ -54,12 +54,14 @@ pub async fn serve(mut conn: Conn, req: ExecRequest, proto: ExecProtocol, state_
             let Some(inc) = conn.streams.recv().await else {
                 return false;
             };
-            let w = conn.writer(inc.id);
+            // Only the streams we write to get a writer: a FIN on stdin
+            // would tell client-go the session is over before it sent
+            // anything (it stops copying stdin when the server closes it).
             match header(&inc.headers, "streamtype").unwrap_or_default() {
-                "error" => s.error = Some(w),
+                "error" => s.error = Some(conn.writer(inc.id)),
                 "stdin" => s.stdin = Some(inc.data),
-                "stdout" => s.stdout = Some(w),
-                "stderr" => s.stderr = Some(w),
+                "stdout" => s.stdout = Some(conn.writer(inc.id)),
+                "stderr" => s.stderr = Some(conn.writer(inc.id)),
                 "resize" => s.resize = Some(inc.data),
                 other => {
                     tracing::debug!(stream_type = other, "exec: unknown stream type ignored");
