@@ -224,3 +224,95 @@ async fn read_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::spdy::header;
+
+    /// The client side of a connection, as client-go's spdystream drives it.
+    struct Client {
+        r: tokio::io::ReadHalf<tokio::io::DuplexStream>,
+        w: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+        enc: HeaderEncoder,
+        dec: HeaderDecoder,
+    }
+
+    impl Client {
+        async fn send(&mut self, f: Frame) {
+            self.w.write_all(&f.encode(&mut self.enc)).await.unwrap();
+        }
+        async fn recv(&mut self) -> Option<Frame> {
+            read_frame(&mut self.r, &mut self.dec).await.unwrap()
+        }
+    }
+
+    fn pair() -> (Conn, Client) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let (cr, cw) = tokio::io::split(theirs);
+        let client = Client {
+            r: cr,
+            w: cw,
+            enc: HeaderEncoder::new(),
+            dec: HeaderDecoder::new(),
+        };
+        (Conn::new(r, w), client)
+    }
+
+    #[tokio::test]
+    async fn streams_are_answered_data_flows_both_ways_and_fin_closes() {
+        let (mut conn, mut c) = pair();
+        c.send(Frame::SynStream {
+            stream_id: 1,
+            associated: 0,
+            priority: 0,
+            flags: 0,
+            headers: vec![("streamtype".into(), "stdin".into())],
+        })
+        .await;
+        assert_eq!(
+            c.recv().await,
+            Some(Frame::SynReply {
+                stream_id: 1,
+                flags: 0,
+                headers: vec![]
+            })
+        );
+        let mut inc = conn.streams.recv().await.unwrap();
+        assert_eq!(header(&inc.headers, "streamType"), Some("stdin"));
+        c.send(Frame::Ping { id: 7 }).await;
+        assert_eq!(c.recv().await, Some(Frame::Ping { id: 7 }));
+        c.send(Frame::Data {
+            stream_id: 1,
+            flags: FLAG_FIN,
+            data: b"abc".to_vec(),
+        })
+        .await;
+        assert_eq!(inc.data.recv().await.as_deref(), Some(&b"abc"[..]));
+        assert_eq!(inc.data.recv().await, None, "FIN ends the stream");
+
+        let w = conn.writer(1);
+        assert!(w.write(b"out").await);
+        w.close().await;
+        assert_eq!(
+            c.recv().await,
+            Some(Frame::Data {
+                stream_id: 1,
+                flags: 0,
+                data: b"out".to_vec()
+            })
+        );
+        assert_eq!(
+            c.recv().await,
+            Some(Frame::Data {
+                stream_id: 1,
+                flags: FLAG_FIN,
+                data: vec![]
+            })
+        );
+        conn.shutdown().await;
+        assert!(matches!(c.recv().await, Some(Frame::GoAway { .. })));
+        assert_eq!(c.recv().await, None, "socket closed after GOAWAY");
+    }
+}
