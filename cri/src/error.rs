@@ -74,6 +74,8 @@ pub enum Error {
     DeadlineExceeded(String),
     #[error("invalid image reference")]
     Reference(#[source] berth_images::ReferenceError),
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
     #[error("serving CRI: {0}")]
     Serve(String),
     #[error("{0}: aborted while in flight")]
@@ -120,6 +122,7 @@ impl From<Error> for tonic::Status {
             | Error::Namespace { .. }
             | Error::Store(_)
             | Error::Io { .. }
+            | Error::Stream(_)
             | Error::Serve(_) => tonic::Status::internal(msg),
         }
     }

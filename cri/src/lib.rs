@@ -18,6 +18,7 @@ pub mod server;
 pub mod service;
 pub mod shim;
 pub mod store;
+pub mod stream;
 
 pub use config::Config;
 pub use error::{Error, Result};

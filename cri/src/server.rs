@@ -76,8 +76,22 @@ pub async fn serve(
             return Err(e);
         }
     };
+    let (streams, stream_listener) =
+        match crate::stream::StreamServer::bind(&config.stream_address, config.state_dir.clone())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(Error::Stream(e));
+            }
+        };
+    tracing::info!(address = %streams.addr(), "streaming server listening");
+    // Aborted when `serve` returns: it owns every streaming connection.
+    let stream_task = tokio::spawn(Arc::clone(&streams).serve(stream_listener));
+    let _stream_guard = AbortOnDrop(stream_task);
     let image_service = ImageService::new(Arc::clone(&config), Arc::clone(&images));
-    let runtime = RuntimeService::new(config, sandboxes, containers);
+    let runtime = RuntimeService::new(config, sandboxes, containers, streams);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .layer(crate::deadline::DeadlineLayer)
@@ -102,4 +116,12 @@ pub async fn serve(
     };
     let _ = std::fs::remove_file(&socket);
     result.map_err(|e| Error::Serve(e.to_string()))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -21,6 +21,7 @@ pub struct RuntimeService {
     config: Arc<Config>,
     sandboxes: Arc<SandboxManager>,
     containers: Arc<ContainerManager>,
+    streams: Arc<crate::stream::StreamServer>,
     /// Pod CIDR from `UpdateRuntimeConfig`, handed to CNI's host-local IPAM.
     pod_cidr: Mutex<Option<String>>,
 }
@@ -30,11 +31,13 @@ impl RuntimeService {
         config: Arc<Config>,
         sandboxes: Arc<SandboxManager>,
         containers: Arc<ContainerManager>,
+        streams: Arc<crate::stream::StreamServer>,
     ) -> Self {
         Self {
             config,
             sandboxes,
             containers,
+            streams,
             pod_cidr: Mutex::new(None),
         }
     }
@@ -360,6 +363,82 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         }))
     }
 
+    async fn exec(
+        &self,
+        request: Request<cri::ExecRequest>,
+    ) -> Result<Response<cri::ExecResponse>, Status> {
+        use crate::error::Error;
+        let req = request.into_inner();
+        if req.cmd.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "exec in container {}: empty command",
+                req.container_id
+            ))
+            .into());
+        }
+        if req.tty && req.stderr {
+            return Err(Error::InvalidArgument(format!(
+                "exec in container {}: tty and stderr cannot both be true",
+                req.container_id
+            ))
+            .into());
+        }
+        if !req.stdin && !req.stdout && !req.stderr {
+            return Err(Error::InvalidArgument(format!(
+                "exec in container {}: one of stdin, stdout or stderr must be set",
+                req.container_id
+            ))
+            .into());
+        }
+        let (c, st) = self.containers.status(&req.container_id).await?;
+        if st.state != crate::container::model::State::Running {
+            return Err(
+                Error::FailedPrecondition(format!("container {} is not running", c.id)).into(),
+            );
+        }
+        let runtime = self.containers.runtime_for(&c)?;
+        let url = self
+            .streams
+            .register(crate::stream::Request::Exec(crate::stream::ExecRequest {
+                container_id: c.id,
+                runtime,
+                cmd: req.cmd,
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+                tty: req.tty,
+            }));
+        Ok(Response::new(cri::ExecResponse { url }))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<cri::PortForwardRequest>,
+    ) -> Result<Response<cri::PortForwardResponse>, Status> {
+        use crate::error::Error;
+        let req = request.into_inner();
+        let sb = self.sandboxes.status(&req.pod_sandbox_id)?;
+        if sb.state != crate::sandbox::model::SandboxState::Ready {
+            return Err(
+                Error::FailedPrecondition(format!("pod sandbox {} is not ready", sb.id)).into(),
+            );
+        }
+        if let Some(p) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
+            return Err(Error::InvalidArgument(format!(
+                "port forward to pod sandbox {}: invalid port {p}",
+                sb.id
+            ))
+            .into());
+        }
+        let url = self.streams.register(crate::stream::Request::PortForward(
+            crate::stream::PortForwardRequest {
+                sandbox_id: sb.id,
+                netns: sb.netns,
+            },
+        ));
+        Ok(Response::new(cri::PortForwardResponse { url }))
+    }
+
     async fn container_stats(
         &self,
         request: Request<cri::ContainerStatsRequest>,
@@ -405,9 +484,7 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
     }
 
     unimplemented_rpcs! {
-        exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
-        port_forward(PortForwardRequest) -> PortForwardResponse;
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
         list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;

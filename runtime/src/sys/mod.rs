@@ -294,3 +294,32 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: RawFd) -> io::Result<()> {
     .map(drop)
     .map_err(io::Error::from)
 }
+
+/// Receive one fd sent with SCM_RIGHTS (the peer of [`send_fd`], e.g. the
+/// pty master a runtime sends over `--console-socket`). Blocking.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel installed `fd` in our table for this
+            // message; nothing else refers to it, so we may own it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "no file descriptor in the message",
+    ))
+}

@@ -1,0 +1,246 @@
+//! The CRI streaming server: `Exec` and `PortForward` return a URL with a
+//! single-use token; the client (kubelet, crictl, client-go) upgrades an
+//! HTTP/1.1 request on it to SPDY/3.1 and the streams of the Kubernetes
+//! remotecommand (`v2`..`v4.channel.k8s.io`) or `portforward.k8s.io`
+//! protocol run over it.
+//!
+//! Owns the listener, the pending requests and every connection task (they
+//! end when the server task is dropped). It never validates a request: the
+//! CRI service does that before [`StreamServer::register`], so a token only
+//! ever names a request that was valid when it was made.
+
+pub mod conn;
+pub mod exec;
+pub mod http;
+pub mod portforward;
+pub mod spdy;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::shim::proto::RuntimeCmd;
+
+/// How long a URL stays valid.
+pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// Sub-protocols of remotecommand we speak, best first.
+const EXEC_PROTOCOLS: [&str; 3] = [
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+];
+const PORTFORWARD_PROTOCOL: &str = "portforward.k8s.io";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("streaming server: bind {address}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A validated `Exec`.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub container_id: String,
+    pub runtime: RuntimeCmd,
+    pub cmd: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// A validated `PortForward`.
+#[derive(Debug, Clone)]
+pub struct PortForwardRequest {
+    pub sandbox_id: String,
+    /// The pod's network namespace; `None` for host network.
+    pub netns: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Request {
+    Exec(ExecRequest),
+    PortForward(PortForwardRequest),
+}
+
+impl Request {
+    fn route(&self) -> &'static str {
+        match self {
+            Request::Exec(_) => "exec",
+            Request::PortForward(_) => "portforward",
+        }
+    }
+}
+
+/// The remotecommand protocol version a client negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExecProtocol {
+    V2,
+    V3,
+    V4,
+}
+
+pub struct StreamServer {
+    addr: SocketAddr,
+    state_dir: PathBuf,
+    pending: Mutex<HashMap<String, (Instant, Request)>>,
+}
+
+impl StreamServer {
+    /// Bind `address`; serve with [`StreamServer::serve`].
+    pub async fn bind(
+        address: &str,
+        state_dir: PathBuf,
+    ) -> Result<(Arc<Self>, TcpListener), StreamError> {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| StreamError::Bind {
+                address: address.to_owned(),
+                source,
+            })?;
+        let mut addr = listener.local_addr().map_err(|source| StreamError::Bind {
+            address: address.to_owned(),
+            source,
+        })?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let server = Arc::new(StreamServer {
+            addr,
+            state_dir,
+            pending: Mutex::new(HashMap::new()),
+        });
+        Ok((server, listener))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Keep `req` under a new token; returns its URL.
+    pub fn register(&self, req: Request) -> String {
+        let token = crate::sandbox::new_id()[..32].to_owned();
+        let url = format!("http://{}/{}/{token}", self.addr, req.route());
+        let mut pending = self.pending.lock().expect("pending lock");
+        let now = Instant::now();
+        pending.retain(|_, (at, _)| now.duration_since(*at) < TOKEN_TTL);
+        pending.insert(token, (now, req));
+        url
+    }
+
+    fn take(&self, route: &str, token: &str) -> Option<Request> {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let (at, req) = pending.remove(token)?;
+        (at.elapsed() < TOKEN_TTL && req.route() == route).then_some(req)
+    }
+
+    /// Accept connections until the returned future is dropped; every
+    /// connection task is owned by it.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((sock, _)) => {
+                        let me = Arc::clone(&self);
+                        conns.spawn(async move { me.handle(sock).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "streaming server: accept");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+    }
+
+    async fn handle(&self, sock: TcpStream) {
+        let _ = sock.set_nodelay(true);
+        let (mut r, mut w) = sock.into_split();
+        let Ok(Some((head, rest))) =
+            tokio::time::timeout(Duration::from_secs(30), http::read_head(&mut r))
+                .await
+                .unwrap_or(Ok(None))
+        else {
+            return;
+        };
+        let mut parts = head.path.trim_start_matches('/').splitn(2, '/');
+        let (route, token) = (
+            parts.next().unwrap_or_default().to_owned(),
+            parts
+                .next()
+                .unwrap_or_default()
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        let upgrade = head.values("upgrade");
+        if !upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
+            http::respond_error(
+                &mut w,
+                400,
+                "Bad Request",
+                "unable to upgrade: only SPDY/3.1 is supported",
+            )
+            .await;
+            return;
+        }
+        let Some(req) = self.take(&route, &token) else {
+            http::respond_error(
+                &mut w,
+                404,
+                "Not Found",
+                "unknown or expired streaming token",
+            )
+            .await;
+            return;
+        };
+        let offered = head.values("x-stream-protocol-version");
+        let chosen = match &req {
+            Request::Exec(_) => offered
+                .iter()
+                .find(|p| EXEC_PROTOCOLS.contains(&p.as_str()))
+                .cloned(),
+            Request::PortForward(_) => offered.iter().find(|p| *p == PORTFORWARD_PROTOCOL).cloned(),
+        };
+        let Some(protocol) = chosen else {
+            let body = format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {:?}",
+                match &req {
+                    Request::Exec(_) => &EXEC_PROTOCOLS[..],
+                    Request::PortForward(_) => &[PORTFORWARD_PROTOCOL][..],
+                }
+            );
+            http::respond_error(&mut w, 403, "Forbidden", &body).await;
+            return;
+        };
+        if http::respond_upgrade(&mut w, &protocol).await.is_err() {
+            return;
+        }
+        let reader = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(rest), r);
+        let conn = conn::Conn::new(reader, w);
+        match req {
+            Request::Exec(e) => {
+                let proto = match protocol.as_str() {
+                    "v4.channel.k8s.io" => ExecProtocol::V4,
+                    "v3.channel.k8s.io" => ExecProtocol::V3,
+                    _ => ExecProtocol::V2,
+                };
+                exec::serve(conn, e, proto, &self.state_dir).await;
+            }
+            Request::PortForward(p) => portforward::serve(conn, p).await,
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The streaming server (`Exec`, `PortForward`) driven the way users drive
+//! it: crictl, which speaks SPDY/3.1 through client-go. Needs root,
+//! `hack/testbed.sh up` (registry with busybox and the web image) and a
+//! crictl binary (`BERTH_CRICTL`, default `_output/bin/crictl`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Berthd;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+type Rt = RuntimeServiceClient<Channel>;
+
+fn busybox() -> String {
+    std::env::var("BERTH_BUSYBOX_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/library/busybox:latest".into())
+}
+
+const WEB: &str = "127.0.0.1:5000/berth/web:latest";
+
+fn crictl_path() -> std::path::PathBuf {
+    std::env::var_os("BERTH_CRICTL").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../_output/bin/crictl"),
+        Into::into,
+    )
+}
+
+fn crictl(b: &Berthd) -> Command {
+    let mut c = Command::new(crictl_path());
+    c.arg("--runtime-endpoint")
+        .arg(format!("unix://{}", b.socket.display()))
+        .args(["--timeout", "20s"]);
+    c
+}
+
+fn pull(b: &Berthd, image: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .args(["images", "--root"])
+        .arg(b.dir.path().join("root/images"))
+        .args(["pull", "-q", image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pull {image} (is the test bed up? hack/testbed.sh up): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pod(b: &Berthd) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "streaming".into(),
+            uid: "uid-streaming".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "streaming".into(),
+        log_directory: b.dir.path().join("logs").display().to_string(),
+        ..Default::default()
+    }
+}
+
+fn container(name: &str, image: &str, command: &[&str]) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+async fn run(
+    rt: &mut Rt,
+    pod_id: &str,
+    pod: &cri::PodSandboxConfig,
+    c: cri::ContainerConfig,
+) -> String {
+    let id = rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.into(),
+            config: Some(c),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    rt.start_container(cri::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    id
+}
+
+/// Run `cmd` off the async workers; (exit code, stdout, stderr).
+async fn output(mut cmd: Command, stdin: Option<&'static [u8]>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run crictl (set BERTH_CRICTL)");
+        if let Some(input) = stdin {
+            let mut i = child.stdin.take().unwrap();
+            i.write_all(input).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// GET / on 127.0.0.1:`port`, retried until `deadline`.
+fn http_get(port: u16, deadline: Instant) -> String {
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match attempt {
+            Ok(body) if !body.is_empty() => return body,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "GET through port-forward: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn exec_and_port_forward_through_crictl() {
+    let b = Berthd::start(41);
+    pull(&b, &busybox());
+    pull(&b, WEB);
+    let mut rt = b.runtime().await;
+    let config = pod(&b);
+    let pod_id = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let sh = run(
+        &mut rt,
+        &pod_id,
+        &config,
+        container("sh", &busybox(), &["sleep", "3600"]),
+    )
+    .await;
+    run(&mut rt, &pod_id, &config, container("web", WEB, &[])).await;
+
+    // The URL names the server and a token; it is single use.
+    let url = rt
+        .exec(cri::ExecRequest {
+            container_id: sh.clone(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/exec/"),
+        "{url}"
+    );
+    let bad = rt
+        .exec(cri::ExecRequest {
+            container_id: sh.clone(),
+            cmd: vec![],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+
+    // Non-tty: stdout, stderr and the exit code come back apart.
+    let mut c = crictl(&b);
+    c.args(["exec", &sh, "echo", "hi"]);
+    let (code, out, err) = output(c, None).await;
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "stderr: {err}");
+    let mut c = crictl(&b);
+    c.args(["exec", &sh, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let (code, out, err) = output(c, None).await;
+    // crictl exits 1 and names the command's code (client-go's
+    // CodeExitError, decoded from the v4 status).
+    assert_ne!(code, 0, "stdout: {out} stderr: {err}");
+    assert!(err.contains("exit code 3"), "{err}");
+    assert_eq!(out, "out\n");
+    assert!(err.contains("err"), "{err}");
+
+    // stdin, closed by the client at EOF.
+    let mut c = crictl(&b);
+    c.args(["exec", "-i", &sh, "sh", "-c", "cat; echo done"]);
+    let (code, out, err) = output(c, Some(b"piped-in\n")).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "piped-in\ndone\n"),
+        "stderr: {err}"
+    );
+
+    // tty: a pty from the runtime's console socket, sized by the client.
+    let mut c = Command::new("script");
+    c.args(["-qec"])
+        .arg(format!(
+            "stty cols 91 rows 17; {} --runtime-endpoint unix://{} exec -it {sh} sh -c 'tty; stty size'",
+            crictl_path().display(),
+            b.socket.display()
+        ))
+        .arg("/dev/null");
+    let (code, out, err) = output(c, None).await;
+    assert_eq!(code, 0, "stdout: {out} stderr: {err}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("17 91"), "{out}");
+
+    // Port-forward to the web container's port 80 in the pod's netns.
+    let local = 18000 + common::slot(41) as u16;
+    let mut c = crictl(&b);
+    c.args(["port-forward", &pod_id, &format!("{local}:80")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut pf = c.spawn().unwrap();
+    let body = tokio::task::spawn_blocking(move || {
+        http_get(local, Instant::now() + Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    // A second connection over the same forward.
+    let again = tokio::task::spawn_blocking(move || {
+        http_get(local, Instant::now() + Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(body.contains("berth-web-ok"), "{body}");
+    assert!(again.contains("berth-web-ok"), "{again}");
+}
