@@ -26,6 +26,7 @@ LOCAL_IMAGE=127.0.0.1:5000/library/busybox:latest
 MIRROR_IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
 PID=
 cleanup() {
+    set +e   # best effort: one step finding nothing must not skip the rest
     if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
         for c in $(crictl_ ps -aq 2>/dev/null); do crictl_ rm -f "$c" >/dev/null 2>&1 || true; done
         for p in $(crictl_ pods -q 2>/dev/null); do crictl_ rmp -f "$p" >/dev/null 2>&1 || true; done

@@ -22,6 +22,7 @@ SUBNET=10.205.$((RANDOM % 200 + 20))
 SOCK=$WORK/berthd.sock
 PID=
 cleanup() {
+    set +e   # best effort: one step finding nothing must not skip the rest
     if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
         for p in $("$BIN/crictl" --runtime-endpoint "unix://$SOCK" pods -q 2>/dev/null); do
             "$BIN/crictl" --runtime-endpoint "unix://$SOCK" rmp -f "$p" >/dev/null 2>&1 || true
