@@ -19,21 +19,6 @@ fn busybox() -> String {
         .unwrap_or_else(|_| "127.0.0.1:5000/library/busybox:latest".into())
 }
 
-/// Pull `image` into the berthd's image store with its CLI.
-fn pull(b: &Berthd, image: &str) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
-        .args(["images", "--root"])
-        .arg(b.dir.path().join("root/images"))
-        .args(["pull", "-q", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pull {image} (is the test bed up? hack/testbed.sh up): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn pod(name: &str, pid: cri::NamespaceMode, logs: &std::path::Path) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
@@ -188,7 +173,7 @@ fn wait_for_log(path: &std::path::Path, needle: &str) -> String {
 /// whose logs go under the berthd's folder.
 async fn busybox_pod(salt: u32, name: &str) -> (Berthd, Rt, cri::PodSandboxConfig, String) {
     let b = Berthd::start(salt);
-    pull(&b, &busybox());
+    b.pull(&busybox());
     let mut rt = b.runtime().await;
     let p = pod(
         name,
@@ -202,7 +187,7 @@ async fn busybox_pod(salt: u32, name: &str) -> (Berthd, Rt, cri::PodSandboxConfi
 #[tokio::test]
 async fn lifecycle_logs_exec_stop_and_exit_reasons() {
     let b = Berthd::start(11);
-    pull(&b, &busybox());
+    b.pull(&busybox());
     let mut rt = b.runtime().await;
     let logs = b.dir.path().join("logs");
     let p = pod("life", cri::NamespaceMode::Container, &logs);
@@ -395,7 +380,7 @@ async fn lifecycle_logs_exec_stop_and_exit_reasons() {
 #[tokio::test]
 async fn a_shared_pid_namespace_has_pause_as_pid_1() {
     let b = Berthd::start(12);
-    pull(&b, &busybox());
+    b.pull(&busybox());
     let mut rt = b.runtime().await;
     let p = pod(
         "shared",
@@ -635,7 +620,7 @@ async fn concurrent_retries_of_a_create_get_one_container() {
 #[tokio::test]
 async fn kill_9_of_berthd_loses_no_container_and_no_log_line() {
     let mut b = Berthd::start(16);
-    pull(&b, &busybox());
+    b.pull(&busybox());
     let mut rt = b.runtime().await;
     let logs = b.dir.path().join("logs");
     let mut running = Vec::new();
@@ -707,7 +692,7 @@ impl StartedAt for cri::ContainerStatus {
 #[tokio::test]
 async fn a_container_keeps_its_image_layers_through_remove_image() {
     let b = Berthd::start(17);
-    pull(&b, &busybox());
+    b.pull(&busybox());
     let mut rt = b.runtime().await;
     let mut img = b.images().await;
     let p = pod(

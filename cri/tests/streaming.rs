@@ -38,20 +38,6 @@ fn crictl(b: &Berthd) -> Command {
     c
 }
 
-fn pull(b: &Berthd, image: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_berthd"))
-        .args(["images", "--root"])
-        .arg(b.dir.path().join("root/images"))
-        .args(["pull", "-q", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pull {image} (is the test bed up? hack/testbed.sh up): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn pod(b: &Berthd) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
@@ -159,8 +145,8 @@ fn http_get(port: u16, deadline: Instant) -> String {
 #[tokio::test]
 async fn exec_and_port_forward_through_crictl() {
     let b = Berthd::start(41);
-    pull(&b, &busybox());
-    pull(&b, WEB);
+    b.pull(&busybox());
+    b.pull(WEB);
     let mut rt = b.runtime().await;
     let config = pod(&b);
     let pod_id = rt

@@ -99,6 +99,21 @@ impl Berthd {
         }
     }
 
+    /// Pull `image` into this berthd's image store with its CLI.
+    pub fn pull(&self, image: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_berthd"))
+            .args(["images", "--root"])
+            .arg(self.dir.path().join("root/images"))
+            .args(["pull", "-q", image])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pull {image} (is the test bed up? hack/testbed.sh up): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
