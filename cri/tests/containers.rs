@@ -274,6 +274,26 @@ async fn lifecycle_logs_exec_stop_and_exit_reasons() {
     );
     assert!(mem.usage_bytes.unwrap().value > 0, "{mem:?}");
     assert_eq!(stats.attributes.unwrap().id, id);
+    let pod_stats = rt
+        .pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let linux = pod_stats.linux.unwrap();
+    assert_eq!(linux.containers.len(), 1);
+    assert!(linux.memory.unwrap().usage_bytes.unwrap().value > 0);
+    let all = rt
+        .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].attributes.as_ref().unwrap().id, pod_id);
 
     // sh as PID 1 ignores SIGTERM: stop escalates to SIGKILL after the timeout.
     rt.stop_container(cri::StopContainerRequest {

@@ -157,7 +157,7 @@ pub fn sandbox_spec(req: cri::RunPodSandboxRequest, config: &Config) -> Result<S
     })
 }
 
-fn meta_wire(m: &PodMeta) -> cri::PodSandboxMetadata {
+pub(super) fn meta_wire(m: &PodMeta) -> cri::PodSandboxMetadata {
     cri::PodSandboxMetadata {
         name: m.name.clone(),
         uid: m.uid.clone(),

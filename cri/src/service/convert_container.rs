@@ -396,6 +396,48 @@ pub fn container_stats(c: &Container, u: &Usage) -> cri::ContainerStats {
     }
 }
 
+/// A pod's stats: its containers' and their sum (the pod's own cgroup may
+/// be the kubelet's parent of several pods' containers, or none).
+pub fn pod_sandbox_stats(
+    sb: &crate::sandbox::model::Sandbox,
+    containers: &[(Container, Usage)],
+    timestamp: i64,
+) -> cri::PodSandboxStats {
+    let sum = |f: fn(&Usage) -> u64| containers.iter().map(|(_, u)| f(u)).sum::<u64>();
+    let v = |value| Some(cri::UInt64Value { value });
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: sb.id.clone(),
+            metadata: Some(super::convert::meta_wire(&sb.spec.meta)),
+            labels: sb.spec.labels.clone().into_iter().collect(),
+            annotations: sb.spec.annotations.clone().into_iter().collect(),
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: Some(cri::CpuUsage {
+                timestamp,
+                usage_core_nano_seconds: v(sum(|u| u.cpu_ns)),
+                usage_nano_cores: None,
+            }),
+            memory: Some(cri::MemoryUsage {
+                timestamp,
+                working_set_bytes: v(sum(|u| u.working_set)),
+                available_bytes: None,
+                usage_bytes: v(sum(|u| u.memory_usage)),
+                rss_bytes: v(sum(|u| u.rss)),
+                page_faults: v(sum(|u| u.page_faults)),
+                major_page_faults: v(sum(|u| u.major_page_faults)),
+            }),
+            network: None,
+            process: None,
+            containers: containers
+                .iter()
+                .map(|(c, u)| container_stats(c, u))
+                .collect(),
+        }),
+        windows: None,
+    }
+}
+
 pub fn container_filter(f: Option<cri::ContainerFilter>) -> ContainerFilter {
     let Some(f) = f else {
         return ContainerFilter::default();

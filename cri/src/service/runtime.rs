@@ -42,6 +42,24 @@ impl RuntimeService {
         }
     }
 
+    async fn sandbox_stats(&self, sb: &crate::sandbox::model::Sandbox) -> cri::PodSandboxStats {
+        let filter = crate::container::ContainerFilter {
+            sandbox_id: Some(sb.id.clone()),
+            ..Default::default()
+        };
+        let containers = self.containers.stats(&filter).await;
+        let timestamp = containers
+            .first()
+            .map(|(_, u)| u.timestamp)
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as i64)
+                    .unwrap_or_default()
+            });
+        convert_container::pod_sandbox_stats(sb, &containers, timestamp)
+    }
+
     fn conditions(&self) -> Vec<cri::RuntimeCondition> {
         let network_ready = self.config.cni_config_present();
         vec![
@@ -483,10 +501,37 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<cri::PodSandboxStatsRequest>,
+    ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+        let sb = self
+            .sandboxes
+            .status(&request.into_inner().pod_sandbox_id)?;
+        Ok(Response::new(cri::PodSandboxStatsResponse {
+            stats: Some(self.sandbox_stats(&sb).await),
+        }))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        request: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+        let f = request.into_inner().filter.unwrap_or_default();
+        let filter = crate::sandbox::SandboxFilter {
+            id: (!f.id.is_empty()).then_some(f.id),
+            state: None,
+            labels: f.label_selector.into_iter().collect(),
+        };
+        let mut stats = Vec::new();
+        for sb in self.sandboxes.list(&filter) {
+            stats.push(self.sandbox_stats(&sb).await);
+        }
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
+    }
+
     unimplemented_rpcs! {
         attach(AttachRequest) -> AttachResponse;
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
