@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::reserve::Names;
 use crate::sandbox::model::{NsMode, Sandbox, SandboxState};
-use crate::sandbox::{SandboxManager, error_chain, new_id};
+use crate::sandbox::{SandboxManager, error_chain, new_id, now_ns};
 use crate::shim::client::call;
 use crate::shim::proto::{self, ErrorKind, Request, Response, RuntimeCmd};
 use crate::store::JsonStore;
@@ -50,13 +50,6 @@ pub struct ContainerManager {
     bundles: PathBuf,
     containers: Mutex<BTreeMap<String, Container>>,
     names: Names,
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
 }
 
 /// A shim error response as berthd's error.
@@ -464,8 +457,9 @@ impl ContainerManager {
         Ok((c, status))
     }
 
-    /// `ListContainers`: one monitor call per pod.
-    pub async fn list(&self, f: &ContainerFilter) -> Vec<(Container, Status)> {
+    /// The records `f` selects by id prefix, pod and labels (not by state,
+    /// which only the monitors know).
+    fn select(&self, f: &ContainerFilter) -> Vec<Container> {
         let sandbox_filter = match &f.sandbox_id {
             Some(s) => match self.sandboxes.resolve(s) {
                 Ok(id) => Some(id),
@@ -473,8 +467,7 @@ impl ContainerManager {
             },
             None => None,
         };
-        let picked: Vec<Container> = self
-            .containers
+        self.containers
             .lock()
             .expect("containers lock")
             .values()
@@ -486,7 +479,12 @@ impl ContainerManager {
                     .all(|(k, v)| c.spec.labels.get(k) == Some(v))
             })
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// `ListContainers`: one monitor call per pod.
+    pub async fn list(&self, f: &ContainerFilter) -> Vec<(Container, Status)> {
+        let picked = self.select(f);
         let mut by_pod: BTreeMap<String, Vec<Container>> = BTreeMap::new();
         for c in picked {
             by_pod.entry(c.sandbox_id.clone()).or_default().push(c);
@@ -631,7 +629,8 @@ impl ContainerManager {
     /// Resource usage of the containers `f` selects (created and exited
     /// ones too, as containerd answers).
     pub async fn stats(&self, f: &ContainerFilter) -> Vec<(Container, stats::Usage)> {
-        let picked: Vec<Container> = self.list(f).await.into_iter().map(|(c, _)| c).collect();
+        // Stats filters carry no state: the records suffice, no monitor calls.
+        let picked = self.select(f);
         tokio::task::spawn_blocking(move || {
             picked
                 .into_iter()

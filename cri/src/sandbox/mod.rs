@@ -55,7 +55,8 @@ pub struct SandboxFilter {
     pub labels: BTreeMap<String, String>,
 }
 
-fn now_ns() -> i64 {
+/// Nanoseconds since the epoch (CRI timestamps).
+pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

@@ -50,13 +50,7 @@ impl RuntimeService {
         let containers = self.containers.stats(&filter).await;
         let timestamp = containers
             .first()
-            .map(|(_, u)| u.timestamp)
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as i64)
-                    .unwrap_or_default()
-            });
+            .map_or_else(crate::sandbox::now_ns, |(_, u)| u.timestamp);
         convert_container::pod_sandbox_stats(sb, &containers, timestamp)
     }
 
