@@ -60,7 +60,7 @@ CRICTL=$BIN/crictl
 [ -x "$CRICTL" ] || die "no crictl in $BIN: hack/testbed.sh tools up"
 for t in containerd runc python3 ip curl; do command -v $t >/dev/null || die "$t missing: hack/testbed.sh up"; done
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || die "CNI plugins missing in /usr/lib/cni: hack/testbed.sh up"
-REL=$BERTH_ROOT/target/release
+REL=${CARGO_TARGET_DIR:-$BERTH_ROOT/target}/release
 for b in berthd berth-shim berth-runc berth-pause; do
     [ -x "$REL/$b" ] || die "no $REL/$b: build it first (cargo build --release)"
 done

@@ -87,7 +87,7 @@ print(' '.join(d+'/blobs/sha256/'+l['digest'][7:] for l in m['layers']))")
 
 # --- tools ---------------------------------------------------------------------
 cargo build -q --release -p berth-images --example images --manifest-path "$ROOT/Cargo.toml"
-BERTH=$ROOT/target/release/examples/images
+BERTH=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/images
 
 start_containerd() {
     local d=$1

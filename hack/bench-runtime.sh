@@ -22,7 +22,7 @@ BERTH=${BERTH_RUNC:-}
 if [ -z "$BERTH" ]; then
     log "building berth-runc (release)"
     cargo build --release -q -p berth-runtime --bin berth-runc
-    BERTH=$BERTH_ROOT/target/release/berth-runc
+    BERTH=${CARGO_TARGET_DIR:-$BERTH_ROOT/target}/release/berth-runc
 fi
 
 WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)

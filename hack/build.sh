@@ -7,12 +7,13 @@ LOG_TAG=build
 cd "$BERTH_ROOT"
 
 JOBS=${BERTH_BUILD_JOBS:-$(nproc)}
+TARGET=${CARGO_TARGET_DIR:-target}
 log "cargo build --release (jobs=$JOBS)"
 cargo build --release -j "$JOBS" --workspace --bins
 # Static: berth-pause runs from any image, berth-check inside any test rootfs.
 cargo rustc --release -j "$JOBS" -p berth-cri --bin berth-pause -- -C target-feature=+crt-static
 cargo rustc --release -j "$JOBS" -p berth-tests --bin berth-check -- -C target-feature=+crt-static
 for b in berth-runc berthd berth-shim berth-kubelet berth-pause berth-check; do
-    install -m 0755 "target/release/$b" "$BIN/$b"
+    install -m 0755 "$TARGET/release/$b" "$BIN/$b"
 done
 log "installed into $BIN: berth-runc berthd berth-shim berth-kubelet berth-pause berth-check"

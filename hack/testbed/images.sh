@@ -55,7 +55,7 @@ deb_extract() {
 # normal target dir, then copied: a later plain `cargo build` may overwrite
 # target/release/berth-pause with a dynamic one.
 build_pause() {
-    local bin=$BERTH_ROOT/target/release/berth-pause
+    local bin=${CARGO_TARGET_DIR:-$BERTH_ROOT/target}/release/berth-pause
     log "building berth-pause (static)"
     if (cd "$BERTH_ROOT" && cargo rustc -q -p berth-cri --release --bin berth-pause -- -C target-feature=+crt-static) \
         && file "$bin" | grep -q 'static'; then
