@@ -72,7 +72,8 @@ enum Cmd {
     Rm { references: Vec<String> },
     /// Delete blobs and snapshots no image uses.
     Prune,
-    /// Import an OCI archive (oci-archive tar); NAME names untagged entries.
+    /// Import an OCI archive (oci-archive tar) or a `docker save` tarball
+    /// (any Docker version); NAME names entries that carry no name.
     Import {
         archive: PathBuf,
         name: Option<String>,

@@ -216,6 +216,128 @@ fn exports_and_imports_oci_archive_offline() {
     assert!(rt().block_on(s3.import_oci_archive(&ar, None)).is_err());
 }
 
+/// Copies the tar at `from` to `to`, passing each regular file's path and
+/// bytes through `f` (None drops the entry).
+fn rewrite_tar(from: &Path, to: &Path, mut f: impl FnMut(&str, Vec<u8>) -> Option<Vec<u8>>) {
+    let mut ar = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut h = e.header().clone();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        if !h.entry_type().is_file() {
+            out.append(&h, std::io::empty()).unwrap();
+            continue;
+        }
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        if let Some(data) = f(&name, data) {
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            out.append(&h, data.as_slice()).unwrap();
+        }
+    }
+    out.finish().unwrap();
+}
+
+#[test]
+fn imports_legacy_docker_save_archive_offline() {
+    let b = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!("{}/library/busybox:latest", b.plain);
+    let s = store(&dir.path().join("a"), |_| {});
+    let pulled = rt()
+        .block_on(s.pull(&ImageRef::parse(&src).unwrap(), None))
+        .unwrap();
+    // skopeo writes the pre-OCI `docker save` format: manifest.json,
+    // <config>.json, plain layer tars, <id>/layer.tar symlinks.
+    let ar = dir.path().join("bb.tar");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{src}"))
+        .arg(format!("docker-archive:{}:busybox:legacy", ar.display()))
+        .output()
+        .expect("skopeo (installed by hack/testbed.sh)");
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offline = |sub: &str| {
+        store(&dir.path().join(sub), |o| {
+            o.registry.hosts = HostsDir {
+                dir: None,
+                plain_http: vec![],
+            };
+            o.registry.attempts = 1;
+        })
+    };
+    let s2 = offline("b");
+    let got = rt().block_on(s2.import_oci_archive(&ar, None)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].names,
+        vec!["docker.io/library/busybox:legacy".to_owned()]
+    );
+    assert_eq!(got[0].id, pulled.id, "same config, same image id");
+    assert_eq!(got[0].chain_ids, pulled.chain_ids);
+    assert!(lookup(&s2, &got[0], "bin/busybox").is_some());
+    let wh = s2.snapshots().fs_dir(&got[0].chain_ids[2]).join("etc/motd");
+    assert!(wh.symlink_metadata().unwrap().file_type().is_char_device());
+
+    // A layer whose bytes no longer match the config's diff_id: refused,
+    // no image recorded, no snapshot left.
+    let bad = dir.path().join("bad.tar");
+    let mut flipped = false;
+    rewrite_tar(&ar, &bad, |name, mut data| {
+        if name.ends_with(".tar") && data.len() > 1 << 20 && !flipped {
+            let at = data.len() / 2;
+            data[at] ^= 0xff;
+            flipped = true;
+        }
+        Some(data)
+    });
+    assert!(flipped);
+    let s3 = offline("c");
+    let err = rt()
+        .block_on(s3.import_oci_archive(&bad, None))
+        .unwrap_err();
+    let msg = berth_images::registry::chain(&err);
+    assert!(msg.contains("diff") || msg.contains("digest"), "{msg}");
+    assert!(s3.list().unwrap().is_empty());
+    // Layers below the bad one are sound and may stay until GC; the bad
+    // one and everything above it never become snapshots.
+    let snaps: Vec<Digest> = s3
+        .snapshots()
+        .list()
+        .into_iter()
+        .map(|i| i.chain_id)
+        .collect();
+    assert!(!snaps.contains(&pulled.chain_ids[1]), "{snaps:?}");
+    assert!(!snaps.contains(&pulled.chain_ids[2]), "{snaps:?}");
+    rt().block_on(s3.gc()).unwrap();
+    assert!(s3.snapshots().list().is_empty());
+    assert!(s3.content().list().unwrap().is_empty());
+
+    // manifest.json naming a layer the archive lacks: an error naming it.
+    let missing = dir.path().join("missing.tar");
+    rewrite_tar(&ar, &missing, |name, data| {
+        if name == "manifest.json" {
+            let s = String::from_utf8(data).unwrap();
+            return Some(s.replacen(".tar\"", "-gone.tar\"", 1).into_bytes());
+        }
+        Some(data)
+    });
+    let err = rt()
+        .block_on(offline("d").import_oci_archive(&missing, None))
+        .unwrap_err();
+    let msg = berth_images::registry::chain(&err);
+    assert!(
+        msg.contains("-gone.tar") && msg.contains("does not hold"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn selects_other_platforms_and_explains_missing_ones() {
     let b = bed();

@@ -167,6 +167,44 @@ impl ContentStore {
         }))
     }
 
+    /// Stores a blob whose digest nobody told us (a legacy `docker save`
+    /// entry): hashes `r` while writing it to a private ingest file, then
+    /// renames it to the digest it has. The name is computed here, so the
+    /// store's invariant (a blob path names its content) holds.
+    pub fn ingest_computed(&self, r: &mut impl Read) -> Result<(Digest, u64), ContentError> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = self
+            .root
+            .join("ingest")
+            .join(format!("computed-{}-{n}", std::process::id()));
+        let res = (|| {
+            let mut f = File::create(&p).map_err(io_err(&p))?;
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut len = 0u64;
+            loop {
+                let k = r.read(&mut buf).map_err(io_err(&p))?;
+                if k == 0 {
+                    break;
+                }
+                hasher.update(&buf[..k]);
+                f.write_all(&buf[..k]).map_err(io_err(&p))?;
+                len += k as u64;
+            }
+            let d = Digest::from_sha256(hasher.finalize().into());
+            if self.size(&d) == Some(len) {
+                return Ok((d, len));
+            }
+            f.sync_all().map_err(io_err(&p))?;
+            let dst = self.blob_path(&d);
+            fs::rename(&p, &dst).map_err(io_err(&dst))?;
+            Ok((d, len))
+        })();
+        let _ = fs::remove_file(&p);
+        res
+    }
+
     /// Removes a blob (GC). Missing is fine.
     pub fn remove(&self, d: &Digest) -> Result<(), ContentError> {
         let p = self.blob_path(d);
