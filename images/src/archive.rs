@@ -78,7 +78,7 @@ impl ImageStore {
         path: &Path,
         name: Option<&ImageRef>,
     ) -> Result<Vec<ImageRecord>, Error> {
-        let _gc = self.gc_read().await;
+        let _gc = self.gc_read().await?;
         let cs = self.content().clone();
         let p = path.to_path_buf();
         let index = match tokio::task::spawn_blocking(move || read_blobs(&p, &cs))

@@ -32,7 +32,7 @@ impl ImageStore {
     /// a snapshot is renamed aside before it is deleted. Returns bytes
     /// freed.
     pub async fn gc(self: &Arc<Self>) -> Result<u64, Error> {
-        let _gc = self.gc_lock.write().await;
+        let _gc = self.gc_write().await?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.gc_locked())
             .await
@@ -84,7 +84,7 @@ impl ImageStore {
     /// since `rec` was read): pull it again.
     pub async fn lease(self: &Arc<Self>, holder: &str, rec: &ImageRecord) -> Result<Lease, Error> {
         // Shared: GC cannot delete a snapshot between the check and the write.
-        let _gc = self.gc_lock.read().await;
+        let _gc = self.gc_read().await?;
         let lease = Lease {
             holder: holder.to_owned(),
             image: rec.id.clone(),

@@ -130,8 +130,22 @@ pub struct ImageStore {
     inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     /// Pulls, imports and new leases hold it shared, GC exclusively: blobs
     /// and snapshots of an install in progress have no record yet, and a
-    /// lease must not name a snapshot GC is deleting.
+    /// lease must not name a snapshot GC is deleting. With `<root>/gc.lock`
+    /// (flock) beside it for other processes on the store (`gc_read`).
     pub(crate) gc_lock: tokio::sync::RwLock<()>,
+}
+
+/// Held while GC must wait (shared) or while GC runs (exclusive). The
+/// file is released before the in-process lock.
+pub(crate) struct GcGuard<'a> {
+    _file: std::fs::File,
+    _local: GcLocal<'a>,
+}
+
+/// The in-process half: one of the two guards of `gc_lock`.
+pub(crate) struct GcLocal<'a> {
+    _read: Option<tokio::sync::RwLockReadGuard<'a, ()>>,
+    _write: Option<tokio::sync::RwLockWriteGuard<'a, ()>>,
 }
 
 struct LayerJob {
@@ -177,9 +191,59 @@ impl ImageStore {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
-    /// Holds off GC while an import writes blobs that no record names yet.
-    pub(crate) async fn gc_read(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.gc_lock.read().await
+    /// Holds off GC (here and in other processes on the same store) while
+    /// a pull, an import or a new lease writes what no record names yet.
+    pub(crate) async fn gc_read(&self) -> Result<GcGuard<'_>, Error> {
+        let local = GcLocal {
+            _read: Some(self.gc_lock.read().await),
+            _write: None,
+        };
+        self.gc_file_lock(local, rustix::fs::FlockOperation::LockShared)
+            .await
+    }
+
+    /// GC's side: waits for every pull, import and lease in progress.
+    pub(crate) async fn gc_write(&self) -> Result<GcGuard<'_>, Error> {
+        let local = GcLocal {
+            _read: None,
+            _write: Some(self.gc_lock.write().await),
+        };
+        self.gc_file_lock(local, rustix::fs::FlockOperation::LockExclusive)
+            .await
+    }
+
+    /// The cross-process half of the GC lock: `flock` on `<root>/gc.lock`,
+    /// so the `berthd images` CLI pruning while berthd pulls (or the
+    /// reverse) cannot delete blobs and snapshots of an install in
+    /// progress. flock, not fcntl locks: per open file, so two stores in one
+    /// process exclude each other too, and released by the kernel when a
+    /// process dies.
+    async fn gc_file_lock<'a>(
+        &self,
+        local: GcLocal<'a>,
+        op: rustix::fs::FlockOperation,
+    ) -> Result<GcGuard<'a>, Error> {
+        let path = self.opts.root.join("gc.lock");
+        let file = tokio::task::spawn_blocking(move || {
+            let io = |source| SnapshotError::Io {
+                path: path.clone(),
+                source,
+            };
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io)?;
+            rustix::fs::flock(&f, op).map_err(|e| io(e.into()))?;
+            Ok::<_, SnapshotError>(f)
+        })
+        .await
+        .map_err(Error::Join)??;
+        Ok(GcGuard {
+            _file: file,
+            _local: local,
+        })
     }
     pub fn platform(&self) -> Platform {
         self.opts.platform.clone()
@@ -202,7 +266,7 @@ impl ImageStore {
         auth: Option<AuthConfig>,
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<ImageRecord, Error> {
-        let _gc = self.gc_lock.read().await;
+        let _gc = self.gc_read().await?;
         let reg_err = |source| Error::Registry {
             reference: r.to_string(),
             source: Box::new(source),

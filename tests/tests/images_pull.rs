@@ -834,6 +834,57 @@ fn kill_9_child_pull() {
     let _ = rt().block_on(s.pull(&r, None));
 }
 
+/// Starts `kill_9_child_pull` in a child process on the store at `root`
+/// and returns once it has written half the layer to `ingest`.
+fn child_pull_half(root: &Path, addr: &str, ingest: &Path, blobs: &Blobs) -> std::process::Child {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "kill_9_child_pull", "--nocapture"])
+        .env(
+            "BERTH_IMAGES_KILL_CHILD",
+            format!("{}|{addr}", root.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let half = blobs.layer.1.len() as u64 / 2;
+    let t = std::time::Instant::now();
+    while ingest.metadata().map(|m| m.len()).unwrap_or(0) < half {
+        if t.elapsed().as_secs() >= 30 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child never wrote half the layer");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn gc_in_another_process_waits_for_a_pull_in_progress() {
+    let rt = rt();
+    let blobs = Arc::new(synthetic_image());
+    let hang = fake_registry(&rt, blobs.clone(), Mode::CutHang);
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = dir
+        .path()
+        .join(format!("ingest/sha256-{}", blobs.layer.0.hex()));
+    let mut child = child_pull_half(dir.path(), &hang.addr, &ingest, &blobs);
+    // The pull has committed the config; no record names it yet.
+    let s = plain_store(dir.path(), &hang.addr);
+    assert!(s.content().size(&blobs.config.0).is_some());
+    let gc = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(2), s.gc()).await });
+    let config_kept = s.content().size(&blobs.config.0).is_some();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(gc.is_err(), "GC ran while another process was pulling");
+    assert!(config_kept, "GC deleted the config of a pull in progress");
+    // The puller is gone, its lock with it: GC runs and collects the
+    // config no record names.
+    assert!(rt.block_on(s.gc()).unwrap() > 0);
+    assert!(s.content().size(&blobs.config.0).is_none());
+}
+
 #[test]
 fn resumes_after_kill_9() {
     let rt = rt();
@@ -843,24 +894,8 @@ fn resumes_after_kill_9() {
     let ingest = dir
         .path()
         .join(format!("ingest/sha256-{}", blobs.layer.0.hex()));
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill_9_child_pull", "--nocapture"])
-        .env(
-            "BERTH_IMAGES_KILL_CHILD",
-            format!("{}|{}", dir.path().display(), hang.addr),
-        )
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = child_pull_half(dir.path(), &hang.addr, &ingest, &blobs);
     let half = blobs.layer.1.len() as u64 / 2;
-    let t = std::time::Instant::now();
-    while ingest.metadata().map(|m| m.len()).unwrap_or(0) < half {
-        assert!(
-            t.elapsed().as_secs() < 30,
-            "child never wrote half the layer"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let s = plain_store(dir.path(), &hang.addr);
