@@ -402,3 +402,94 @@ fn crictl_pull_images_rmi_imagefsinfo() {
     let (ok, out, _) = run(&["images", "-q"]);
     assert!(ok && out.trim().is_empty(), "images after rmi: {out}");
 }
+
+/// `berthd images pull` from the TLS + auth registry with the credentials
+/// a docker credential helper gives (config.json `credHelpers`), as on a
+/// node whose docker config uses a keyring helper.
+#[test]
+fn cli_pull_runs_the_docker_credential_helper() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir_all(certs.join(&bed.tls)).unwrap();
+    std::fs::write(
+        certs.join(&bed.tls).join("hosts.toml"),
+        format!(
+            "server = \"https://{}\"\nca = {:?}\n",
+            bed.tls,
+            bed.ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    // Two helpers speaking docker's protocol: one knows the registry (and
+    // records the server it was asked about), one knows nothing.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let asked = dir.path().join("asked");
+    let helper = |name: &str, body: String| {
+        let p = bin.join(format!("docker-credential-{name}"));
+        std::fs::write(&p, format!("#!/bin/sh\n[ \"$1\" = get ] || exit 2\n{body}")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    helper(
+        "berthtest",
+        format!(
+            "cat > {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}}' x {} {}\n",
+            asked.display(),
+            bed.user,
+            bed.pass
+        ),
+    );
+    helper(
+        "empty",
+        "echo 'credentials not found in native keychain'; exit 1\n".into(),
+    );
+    let config = |helper: &str| {
+        std::fs::write(
+            dir.path().join("config.json"),
+            format!(r#"{{"credHelpers":{{"{}":"{helper}"}}}}"#, bed.tls),
+        )
+        .unwrap();
+    };
+    let image = format!("{}/library/busybox:latest", bed.tls);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pull = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_berthd"))
+            .args(["images", "--root"])
+            .arg(dir.path().join("store"))
+            .arg("--hosts-dir")
+            .arg(&certs)
+            .args(["pull", "--quiet", &image])
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    config("empty");
+    let (ok, err) = pull();
+    assert!(!ok, "pulled without credentials");
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+
+    config("missing");
+    let (ok, err) = pull();
+    assert!(!ok);
+    assert!(err.contains("docker-credential-missing"), "{err}");
+
+    config("berthtest");
+    let (ok, err) = pull();
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(&asked).unwrap(), bed.tls);
+}

@@ -51,7 +51,9 @@ enum Cmd {
         /// user:password for the image's registry.
         #[arg(long)]
         creds: Option<String>,
-        /// docker-style config.json with credentials.
+        /// docker-style config.json with credentials and credential
+        /// helpers (default: $DOCKER_CONFIG/config.json, else
+        /// ~/.docker/config.json).
         #[arg(long, env = "REGISTRY_AUTH_FILE")]
         authfile: Option<PathBuf>,
         /// Layers fetched at once.
@@ -147,10 +149,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .ok_or(format!("invalid platform {p:?} (want os/arch[/variant])"))?;
             }
             opts.registry.hosts.plain_http = plain_http;
-            let mut c = match authfile.filter(|p| p.exists()) {
-                Some(p) => Credentials::from_docker_config(&p).map_err(|e| chain(&e))?,
-                None => Credentials::default(),
+            let mut c = match authfile.or_else(default_docker_config) {
+                Some(p) if p.exists() => {
+                    Credentials::from_docker_config(&p).map_err(|e| chain(&e))?
+                }
+                _ => Credentials::default(),
             };
+            c.fill_from_helper(r.domain()).map_err(|e| chain(&e))?;
             if let Some(up) = creds {
                 let (u, p) = up.split_once(':').ok_or("--creds wants user:password")?;
                 c.insert(r.domain(), AuthConfig::basic(u, p));
@@ -379,6 +384,14 @@ impl Progress for Display {
         let e = Display::entry(&mut st, digest);
         e.3 = if cached { "exists" } else { "done" };
     }
+}
+
+/// Where docker keeps `config.json`: `$DOCKER_CONFIG`, else `~/.docker`.
+fn default_docker_config() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
+        return Some(PathBuf::from(d).join("config.json"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
 #[cfg(test)]

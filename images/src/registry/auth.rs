@@ -139,10 +139,15 @@ impl AuthConfig {
     }
 }
 
-/// Credentials per registry host (`docker.io`, `127.0.0.1:5443`).
+/// Credentials per registry host (`docker.io`, `127.0.0.1:5443`), and the
+/// docker credential helpers a `config.json` names for them.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     by_host: HashMap<String, AuthConfig>,
+    /// `credHelpers`: host -> helper name (`docker-credential-<name>`).
+    helpers: HashMap<String, String>,
+    /// `credsStore`: the helper for every other host.
+    store: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +164,17 @@ pub enum CredentialsError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("credential helper {program} for {host}: {problem}")]
+    Helper {
+        program: String,
+        host: String,
+        problem: String,
+    },
 }
+
+/// How long a credential helper may take (it may prompt or hang on a
+/// locked keyring; a pull must not wait for ever).
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Credentials {
     pub fn insert(&mut self, host: &str, auth: AuthConfig) {
@@ -169,9 +184,48 @@ impl Credentials {
         self.by_host.get(&normalize_host(host))
     }
 
+    /// The helper program `config.json` names for `host`, if any:
+    /// `credHelpers` first, then `credsStore` (docker's order).
+    pub fn helper_for(&self, host: &str) -> Option<String> {
+        let h = normalize_host(host);
+        self.helpers
+            .get(&h)
+            .or(self.store.as_ref())
+            .map(|n| format!("docker-credential-{n}"))
+    }
+
+    /// Runs `host`'s credential helper, if it has one (`<helper> get`,
+    /// the server URL on stdin, `{"Username","Secret"}` on stdout), and
+    /// keeps what it answers for `host`. A helper that has nothing for the
+    /// host ("credentials not found") leaves the `auths` entry, if any.
+    /// Blocking; returns whether the helper gave credentials.
+    pub fn fill_from_helper(&mut self, host: &str) -> Result<bool, CredentialsError> {
+        let Some(program) = self.helper_for(host) else {
+            return Ok(false);
+        };
+        let h = normalize_host(host);
+        let server = if h == "docker.io" {
+            "https://index.docker.io/v1/".to_owned()
+        } else {
+            h.clone()
+        };
+        match run_helper(&program, &server).map_err(|problem| CredentialsError::Helper {
+            program: program.clone(),
+            host: h.clone(),
+            problem,
+        })? {
+            Some(a) => {
+                self.by_host.insert(h, a);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Reads a docker `config.json` (`auths.<host>.auth` or
-    /// `username`/`password`, `identitytoken`, `registrytoken`).
-    /// Credential helpers are not run.
+    /// `username`/`password`, `identitytoken`, `registrytoken`), and the
+    /// credential helpers it names (`credHelpers`, `credsStore`), which
+    /// [`Self::fill_from_helper`] runs.
     pub fn from_docker_config(path: &Path) -> Result<Credentials, CredentialsError> {
         let bytes = std::fs::read(path).map_err(|source| CredentialsError::Read {
             path: path.display().to_string(),
@@ -194,6 +248,10 @@ impl Credentials {
         struct File {
             #[serde(default)]
             auths: HashMap<String, Entry>,
+            #[serde(default, rename = "credHelpers")]
+            cred_helpers: HashMap<String, String>,
+            #[serde(default, rename = "credsStore")]
+            creds_store: String,
         }
         let f: File = serde_json::from_slice(&bytes).map_err(|source| CredentialsError::Parse {
             path: path.display().to_string(),
@@ -210,8 +268,87 @@ impl Credentials {
             a.registry_token = e.registrytoken;
             c.insert(&host, a);
         }
+        for (host, helper) in f.cred_helpers {
+            c.helpers.insert(normalize_host(&host), helper);
+        }
+        c.store = Some(f.creds_store).filter(|s| !s.is_empty());
         Ok(c)
     }
+}
+
+/// One `<program> get` exchange. `Ok(None)`: the helper knows no
+/// credentials for `server`.
+fn run_helper(program: &str, server: &str) -> Result<Option<AuthConfig>, String> {
+    use std::io::{Read as _, Write as _};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        // A helper that exits without reading is judged by its answer.
+        let _ = i.write_all(server.as_bytes());
+    }
+    // Read both pipes on threads so a chatty helper cannot block on a
+    // full pipe while we wait for it.
+    let pipe = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.by_ref().take(1 << 20).read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let out = pipe(child.stdout.take().map(|o| Box::new(o) as _));
+    let err = pipe(child.stderr.take().map(|o| Box::new(o) as _));
+    let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(st) => break st,
+            None if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {}s", HELPER_TIMEOUT.as_secs()));
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    if !status.success() {
+        let said = String::from_utf8_lossy(if out.is_empty() { &err } else { &out });
+        let said = said.trim();
+        if said.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(format!("{status}: {said}"));
+    }
+    parse_helper_answer(&out).map(Some)
+}
+
+/// The helper's JSON answer. Username `<token>` means Secret is an
+/// identity (refresh) token, as docker defines it.
+fn parse_helper_answer(out: &[u8]) -> Result<AuthConfig, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default)]
+        secret: String,
+    }
+    let a: Answer =
+        serde_json::from_slice(out).map_err(|e| format!("answer is not credentials JSON: {e}"))?;
+    if a.username == "<token>" {
+        return Ok(AuthConfig {
+            identity_token: a.secret,
+            ..Default::default()
+        });
+    }
+    Ok(AuthConfig::basic(&a.username, &a.secret))
 }
 
 /// `https://index.docker.io/v1/` and friends all mean `docker.io`.
@@ -333,6 +470,38 @@ pub fn pull_scope(repo: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_helpers_follow_dockers_order_and_answer_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(
+            &p,
+            r#"{"auths":{"a.example:5000":{"auth":"dTpw"}},"credsStore":"store","credHelpers":{"https://index.docker.io/v1/":"hub"}}"#,
+        )
+        .unwrap();
+        let c = Credentials::from_docker_config(&p).unwrap();
+        assert_eq!(
+            c.helper_for("docker.io").as_deref(),
+            Some("docker-credential-hub")
+        );
+        assert_eq!(
+            c.helper_for("a.example:5000").as_deref(),
+            Some("docker-credential-store")
+        );
+        assert_eq!(c.get("a.example:5000").unwrap().username, "u");
+        let a =
+            parse_helper_answer(br#"{"ServerURL":"x","Username":"bob","Secret":"pw"}"#).unwrap();
+        assert_eq!((a.username.as_str(), a.password.as_str()), ("bob", "pw"));
+        let t = parse_helper_answer(br#"{"Username":"<token>","Secret":"refresh"}"#).unwrap();
+        assert_eq!(t.identity_token, "refresh");
+        assert!(!t.has_basic());
+        assert!(
+            parse_helper_answer(b"not json")
+                .unwrap_err()
+                .contains("credentials JSON")
+        );
+    }
 
     #[test]
     fn parses_bearer_challenge() {
