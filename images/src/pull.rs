@@ -156,6 +156,8 @@ struct LayerJob {
     diff_id: Digest,
     chain: Digest,
     parent: Option<Digest>,
+    /// The parent chain, topmost first (hard links into lower layers).
+    lowers: Vec<Digest>,
     index: usize,
 }
 
@@ -350,6 +352,7 @@ impl ImageStore {
                 diff_id: config.diff_ids[i].clone(),
                 chain: chains[i].clone(),
                 parent: i.checked_sub(1).map(|p| chains[p].clone()),
+                lowers: chains[..i].iter().rev().cloned().collect(),
                 index: i,
             };
             let me = self.clone();
@@ -434,7 +437,31 @@ impl ImageStore {
         };
         // Commit strictly after the parent (a visible snapshot's chain exists).
         let _ = rx.wait_for(|n| *n >= job.index).await;
-        if let Some((temp, applied)) = temp {
+        if let Some((temp, mut applied)) = temp {
+            if !applied.pending_links.is_empty()
+                || (!applied.implicit_dirs.is_empty() && !job.lowers.is_empty())
+            {
+                // Links to files of lower layers, and directories the layer
+                // implied: the lower layers exist now.
+                let lowers: Vec<_> = job
+                    .lowers
+                    .iter()
+                    .map(|c| self.snapshots.fs_dir(c))
+                    .collect();
+                let pending = std::mem::take(&mut applied.pending_links);
+                let implicit = std::mem::take(&mut applied.implicit_dirs);
+                let fsdir = temp.fs();
+                tokio::task::spawn_blocking(move || {
+                    unpack::lower::complete_from_lowers(&fsdir, &lowers, &pending, &implicit)
+                })
+                .await
+                .map_err(Error::Join)?
+                .map_err(|source| Error::Unpack {
+                    reference: job.reference.to_string(),
+                    digest: job.desc.digest.clone(),
+                    source: Box::new(source),
+                })?;
+            }
             let info = SnapshotInfo {
                 chain_id: job.chain.clone(),
                 parent: job.parent.clone(),

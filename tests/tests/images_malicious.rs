@@ -113,8 +113,12 @@ fn case() -> Case {
 }
 
 impl Case {
+    /// Applies `tar` as a base layer: links to files it lacks are looked
+    /// for in no lower layer, as the pull does for a first layer.
     fn apply(&self, tar: &[u8]) -> Result<unpack::Applied, UnpackError> {
-        unpack::apply_tar(&self.snap, tar, Limits::default())
+        let a = unpack::apply_tar(&self.snap, tar, Limits::default())?;
+        unpack::lower::complete_from_lowers(&self.snap, &[], &a.pending_links, &[])?;
+        Ok(a)
     }
     /// The host folder holds exactly its secret, unchanged.
     fn host_untouched(&self) {
@@ -461,4 +465,129 @@ fn zstd_and_plain_layers_apply_with_metadata() {
     let other = case();
     unpack::apply_layer(&other.snap, &tar[..], Compression::None, Limits::default()).unwrap();
     assert!(other.snap.join("bin/su").exists());
+}
+
+/// Applies `tar` as the layer above `lowers` (topmost first) into a new
+/// folder in `tmp`, linking into the lowers as the pull does.
+fn layer_above(
+    tmp: &Path,
+    name: &str,
+    tar: &[u8],
+    lowers: &[PathBuf],
+) -> (PathBuf, Result<(), UnpackError>) {
+    let d = tmp.join(name);
+    std::fs::create_dir(&d).unwrap();
+    let r = unpack::apply_tar(&d, tar, Limits::default()).and_then(|a| {
+        unpack::lower::complete_from_lowers(&d, lowers, &a.pending_links, &a.implicit_dirs)
+    });
+    (d, r)
+}
+
+#[test]
+fn hardlinks_into_lower_layers_copy_up_inside_the_layer() {
+    let c = case();
+    let tmp = c.snap.parent().unwrap().to_path_buf();
+    // l0: /etc (0750, owner 7:7) with a setuid file owned by 5:5, an xattr
+    // on it; /a/f and /o/g for the whiteout and opaque cases; a symlink
+    // to the host folder.
+    let mut etc = dir("etc");
+    etc.mode = 0o750;
+    let mut tool = file("etc/tool", "lower bytes");
+    tool.mode = 0o4755;
+    let host = c.host_abs();
+    let (l0, r) = layer_above(
+        &tmp,
+        "l0",
+        &tar_of(&[
+            etc,
+            tool,
+            dir("a"),
+            file("a/f", "f"),
+            dir("o"),
+            file("o/g", "g"),
+            symlink("s", &host),
+        ]),
+        &[],
+    );
+    r.unwrap();
+    std::os::unix::fs::chown(l0.join("etc"), Some(7), Some(7)).unwrap();
+    std::os::unix::fs::chown(l0.join("etc/tool"), Some(5), Some(5)).unwrap();
+    std::fs::set_permissions(
+        l0.join("etc/tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        l0.join("etc/tool"),
+        "user.berth",
+        b"kept",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    // l1: removes /a/f (whiteout), makes /o opaque.
+    let (l1, r) = layer_above(
+        &tmp,
+        "l1",
+        &tar_of(&[
+            dir("a"),
+            file("a/.wh.f", ""),
+            dir("o"),
+            file("o/.wh..wh..opq", ""),
+        ]),
+        std::slice::from_ref(&l0),
+    );
+    r.unwrap();
+    let lowers = [l1.clone(), l0.clone()];
+
+    // l2 links the lower file twice, then replaces one of its own links.
+    let (l2, r) = layer_above(
+        &tmp,
+        "l2",
+        &tar_of(&[
+            hardlink("bin/tool", "etc/tool"),
+            hardlink("etc/tool2", "etc/tool"),
+            hardlink("x", "etc/tool"),
+            file("x", "mine"),
+        ]),
+        &lowers,
+    );
+    r.unwrap();
+    let up = l2.join("etc/tool");
+    let md = up.symlink_metadata().unwrap();
+    assert_eq!(std::fs::read_to_string(&up).unwrap(), "lower bytes");
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (5, 5, 0o4755));
+    assert_eq!(
+        md.nlink(),
+        3,
+        "etc/tool, etc/tool2, bin/tool share the copied inode"
+    );
+    assert_eq!(l2.join("bin/tool").metadata().unwrap().ino(), md.ino());
+    assert_eq!(std::fs::read_to_string(l2.join("x")).unwrap(), "mine");
+    let etc = l2.join("etc").metadata().unwrap();
+    assert_eq!((etc.uid(), etc.gid(), etc.mode() & 0o7777), (7, 7, 0o750));
+    assert_eq!(xattr_get(&up, "user.berth").as_deref(), Some(&b"kept"[..]));
+    let lower_md = l0.join("etc/tool").metadata().unwrap();
+    assert_eq!(
+        lower_md.nlink(),
+        1,
+        "the lower snapshot is never linked into"
+    );
+
+    // Hidden targets: whited out, under an opaque dir, through a symlink
+    // (which would leave the layer), missing everywhere.
+    for (i, target) in ["a/f", "o/g", "s/secret", "nowhere"].iter().enumerate() {
+        let (_, r) = layer_above(
+            &tmp,
+            &format!("bad{i}"),
+            &tar_of(&[hardlink("h", target)]),
+            &lowers,
+        );
+        let e = r.expect_err(target);
+        let msg = berth_images::registry::chain(&e);
+        assert!(
+            msg.contains("hard link target") && msg.contains(target),
+            "{target}: {msg}"
+        );
+    }
+    c.host_untouched();
 }

@@ -338,6 +338,137 @@ fn imports_legacy_docker_save_archive_offline() {
     );
 }
 
+/// An OCI layout archive of one image named `name` with plain-tar
+/// `layers` (for this host's platform).
+fn oci_archive_of(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| Digest::sha256_of(l).to_string())
+        .collect();
+    let p = Platform::host();
+    let config = serde_json::json!({
+        "architecture": p.architecture, "os": p.os,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "config": {"Cmd": ["/bin/tool"]},
+    })
+    .to_string();
+    let desc = |mt: &str, b: &[u8]| serde_json::json!({"mediaType": mt, "digest": Digest::sha256_of(b).to_string(), "size": b.len()});
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": desc("application/vnd.oci.image.config.v1+json", config.as_bytes()),
+        "layers": layers.iter().map(|l| desc("application/vnd.oci.image.layer.v1.tar", l)).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let mut m = desc(
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.as_bytes(),
+    );
+    m["annotations"] = serde_json::json!({"io.containerd.image.name": name});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [m]}).to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: String, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json".into(), index.as_bytes());
+    for blob in [config.as_bytes(), manifest.as_bytes()]
+        .into_iter()
+        .chain(layers.iter().map(|l| l.as_slice()))
+    {
+        add(
+            format!("blobs/sha256/{}", Digest::sha256_of(blob).hex()),
+            blob,
+        );
+    }
+    b.into_inner().unwrap()
+}
+
+/// A plain layer tar from (path, kind, data-or-link-target, mode).
+fn layer_tar(entries: &[(&str, tar::EntryType, &str, u32)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, body, mode) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(*mode);
+        h.set_mtime(1_700_000_000);
+        if *kind == tar::EntryType::Link {
+            h.set_size(0);
+            b.append_link(&mut h, path, body).unwrap();
+        } else {
+            let data = if *kind == tar::EntryType::Regular {
+                body.as_bytes()
+            } else {
+                &[]
+            };
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append_data(&mut h, path, data).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn hardlink_to_a_lower_layers_file_is_copied_up_on_import() {
+    use tar::EntryType::{Directory, Link, Regular};
+    let dir = tempfile::tempdir().unwrap();
+    // Layer 0 holds /etc/tool; layer 1 only links /bin/tool to it, as a
+    // layer built on an overlay mount does.
+    let l0 = layer_tar(&[
+        ("etc/", Directory, "", 0o750),
+        ("etc/tool", Regular, "lower bytes", 0o4755),
+    ]);
+    let l1 = layer_tar(&[
+        ("bin/", Directory, "", 0o755),
+        ("bin/tool", Link, "etc/tool", 0),
+    ]);
+    let ar = dir.path().join("hl.tar");
+    std::fs::write(
+        &ar,
+        oci_archive_of("127.0.0.1:5000/berth/hardlinks:1", &[l0, l1]),
+    )
+    .unwrap();
+    let s = store(&dir.path().join("s"), |_| {});
+    let got = rt().block_on(s.import_oci_archive(&ar, None)).unwrap();
+    let rec = &got[0];
+    let top = s.snapshots().fs_dir(&rec.chain_ids[1]);
+    let link = top.join("bin/tool");
+    assert_eq!(std::fs::read_to_string(&link).unwrap(), "lower bytes");
+    let md = link.metadata().unwrap();
+    assert_eq!(md.ino(), top.join("etc/tool").metadata().unwrap().ino());
+    assert_eq!(md.mode() & 0o7777, 0o4755);
+    assert_eq!(top.join("etc").metadata().unwrap().mode() & 0o7777, 0o750);
+    let lower = s.snapshots().fs_dir(&rec.chain_ids[0]).join("etc/tool");
+    assert_eq!(
+        lower.metadata().unwrap().nlink(),
+        1,
+        "lower snapshot untouched"
+    );
+    // A layer linking a file no layer has: refused, naming the link.
+    let bad = layer_tar(&[
+        ("bin/", Directory, "", 0o755),
+        ("bin/x", Link, "etc/none", 0),
+    ]);
+    let ar2 = dir.path().join("bad.tar");
+    let l0 = layer_tar(&[
+        ("etc/", Directory, "", 0o750),
+        ("etc/tool", Regular, "lower bytes", 0o4755),
+    ]);
+    std::fs::write(
+        &ar2,
+        oci_archive_of("127.0.0.1:5000/berth/hardlinks:bad", &[l0, bad]),
+    )
+    .unwrap();
+    let err = rt().block_on(s.import_oci_archive(&ar2, None)).unwrap_err();
+    let msg = berth_images::registry::chain(&err);
+    assert!(msg.contains("bin/x") && msg.contains("etc/none"), "{msg}");
+}
+
 #[test]
 fn selects_other_platforms_and_explains_missing_ones() {
     let b = bed();

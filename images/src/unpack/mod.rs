@@ -7,6 +7,7 @@
 //! hardlinks). It never resolves a layer path against the host: see
 //! `safe`. Blocking: run it on a blocking thread.
 
+pub mod lower;
 pub mod safe;
 pub mod whiteout;
 
@@ -33,7 +34,9 @@ pub enum UnpackError {
     BadPath { path: String },
     #[error("layer entry {path:?}: invalid whiteout name")]
     BadWhiteout { path: String },
-    #[error("layer entry {path:?}: hard link target {target:?} is not a file in this layer")]
+    #[error(
+        "layer entry {path:?}: hard link target {target:?} is not a file in this layer or the layers below it"
+    )]
     HardlinkTarget {
         path: String,
         target: String,
@@ -85,6 +88,12 @@ pub struct Applied {
     /// Uncompressed tar size.
     pub tar_bytes: u64,
     pub entries: u64,
+    /// Hard links to files this layer does not hold, and directories it
+    /// implies without entries of their own: completed from the lower
+    /// layers with [`lower::complete_from_lowers`] before the snapshot is
+    /// committed.
+    pub pending_links: Vec<lower::PendingLink>,
+    pub implicit_dirs: Vec<CleanPath>,
 }
 
 /// Counts and hashes the uncompressed stream, and enforces the byte limit.
@@ -156,6 +165,7 @@ pub fn apply_tar<R: Read>(dir: &Path, tar: R, limits: Limits) -> Result<Applied,
     let mut ap = Applier {
         root,
         dir_times: std::collections::HashMap::new(),
+        pending: std::collections::HashMap::new(),
         buf: vec![0u8; 256 * 1024],
     };
     let mut entries = 0u64;
@@ -182,11 +192,19 @@ pub fn apply_tar<R: Read>(dir: &Path, tar: R, limits: Limits) -> Result<Applied,
         }
     }
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| tar_err(e, limits))?;
+    let pending_links = ap
+        .pending
+        .drain()
+        .map(|(path, target)| lower::PendingLink { path, target })
+        .collect();
+    let implicit_dirs = ap.root.created.drain().collect();
     ap.finish()?;
     Ok(Applied {
         diff_id: Digest::from_sha256(hashing.hasher.finalize().into()),
         tar_bytes: hashing.n,
         entries,
+        pending_links,
+        implicit_dirs,
     })
 }
 
@@ -205,6 +223,9 @@ struct Applier {
     /// Directory mtimes are set last: creating children changes them.
     /// A map, so a layer repeating one directory entry cannot grow it.
     dir_times: std::collections::HashMap<CleanPath, i64>,
+    /// Hard links (path -> target) whose target is not in this layer; a
+    /// later entry for the same path replaces the link, as in tar.
+    pending: std::collections::HashMap<CleanPath, CleanPath>,
     /// One copy buffer for the whole layer (not one per file).
     buf: Vec<u8>,
 }
@@ -243,6 +264,7 @@ impl Applier {
             // The layer's own "./": the snapshot root keeps its metadata.
             return Ok(());
         }
+        self.pending.remove(&path);
         match whiteout::classify(path.name()) {
             Whiteout::None => {}
             Whiteout::Meta => return Ok(()),
@@ -267,6 +289,7 @@ impl Applier {
             }
             Whiteout::Remove(name) => {
                 let target = path.with_name(name);
+                self.pending.remove(&target);
                 let parent = self
                     .root
                     .parent_of(&target)
@@ -334,6 +357,7 @@ impl Applier {
                 rustix::fs::fchown(&fd, owner.0, owner.1).map_err(fs_err(&path, "chown"))?;
                 rustix::fs::fchmod(&fd, mode).map_err(fs_err(&path, "chmod"))?;
                 set_xattrs_fd(&fd, &xattrs, &path)?;
+                self.root.created.remove(&path);
                 self.dir_times.insert(path, mtime);
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
@@ -384,13 +408,22 @@ impl Applier {
                 if target.is_root() {
                     return Err(link_err(Errno::ISDIR));
                 }
-                let src_dir = self
-                    .root
-                    .open_dir(&target.parent(), OFlags::PATH)
-                    .map_err(link_err)?;
+                let src_dir = match self.root.open_dir(&target.parent(), OFlags::PATH) {
+                    Err(Errno::NOENT) => {
+                        self.pending.insert(path, target);
+                        return Ok(());
+                    }
+                    r => r.map_err(link_err)?,
+                };
                 let src_name = OsStr::from_bytes(target.name());
-                let st = rustix::fs::statat(&src_dir, src_name, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(link_err)?;
+                let st = match rustix::fs::statat(&src_dir, src_name, AtFlags::SYMLINK_NOFOLLOW) {
+                    // Not in this layer: a file of a lower one (see `lower`).
+                    Err(Errno::NOENT) => {
+                        self.pending.insert(path, target);
+                        return Ok(());
+                    }
+                    r => r.map_err(link_err)?,
+                };
                 if rustix::fs::FileType::from_raw_mode(st.st_mode)
                     == rustix::fs::FileType::Directory
                 {

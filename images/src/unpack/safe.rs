@@ -88,6 +88,9 @@ impl CleanPath {
 pub struct Root {
     fd: OwnedFd,
     cache: Option<(Vec<Vec<u8>>, Rc<OwnedFd>)>,
+    /// Directories made on the way to an entry (no entry of their own):
+    /// their metadata should come from the layers below (`lower`).
+    pub created: std::collections::HashSet<CleanPath>,
 }
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
@@ -99,7 +102,11 @@ impl Root {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Root { fd, cache: None })
+        Ok(Root {
+            fd,
+            cache: None,
+            created: Default::default(),
+        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -142,7 +149,7 @@ impl Root {
         Ok(fd)
     }
 
-    fn mkdir_all(&self, p: &CleanPath) -> Result<OwnedFd, Errno> {
+    fn mkdir_all(&mut self, p: &CleanPath) -> Result<OwnedFd, Errno> {
         let mut cur = rustix::fs::openat(
             &self.fd,
             ".",
@@ -161,7 +168,10 @@ impl Root {
                         OsStr::from_bytes(&p.comps[i]),
                         Mode::from_raw_mode(0o755),
                     ) {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                        Ok(()) => {
+                            self.created.insert(prefix.clone());
+                        }
+                        Err(Errno::EXIST) => {}
                         Err(e) => return Err(e),
                     }
                     self.open_dir(&prefix, OFlags::PATH)?
