@@ -120,11 +120,9 @@ if [ $QUICK = 0 ]; then
     tier vm-image "VM kernel, initramfs, root image (cached)" bash hack/vm.sh build
     mapfile -t RT_BINS < <(cargo test --release -p berth-runtime -p berth-tests --no-run --message-format=json 2>/dev/null \
         | jq -r 'select(.reason == "compiler-artifact" and .executable != null and (.target.kind | index("test")) and (.target.name | startswith("runtime_"))) | .executable')
-    # Skipped in v2 only: berth-runc does not enforce v2 device rules yet (they
-    # need an eBPF program; issue 3). The test fails there, as it should.
     tier vm-v2-runtime "berth-runc integration tests, cgroup v2 VM" \
         bash hack/vm.sh run --cgroup v2 --timeout 1800 -- \
-        hack/vm/run-tests.sh --timeout 120 --skip devices_cgroup_denies_unlisted_devices "${RT_BINS[@]}"
+        hack/vm/run-tests.sh --timeout 120 "${RT_BINS[@]}"
     if [ $VM = 1 ] && [ -d "$BIN/runtime-tools" ]; then
         SUITE=1 tier vm-v2-runtime-tools "OCI validation suite, berth-runc, cgroup v2 VM" \
             bash hack/vm.sh run --cgroup v2 --overlay --timeout 2400 -- bash -c \

@@ -12,6 +12,7 @@
 //! Never: follow a cgroup path containing `..`, or remove a cgroup it did not
 //! record in the container's state.
 
+pub mod devices;
 pub mod v1;
 pub mod v2;
 

@@ -59,7 +59,7 @@ pub type Write = (&'static str, String, String);
 
 /// The devices the container always gets (runc's defaults): mknod of any,
 /// null, zero, full, tty, random, urandom, the pty master and slaves.
-const DEFAULT_DEVICES: [&str; 10] = [
+pub(crate) const DEFAULT_DEVICES: [&str; 10] = [
     "c *:* m",
     "b *:* m",
     "c 1:3 rwm",

@@ -1,8 +1,8 @@
 //! cgroup v2 (unified) files. Not exercised on this project's hybrid test
 //! host; the value conversions are unit-tested.
 //!
-//! Device rules need an eBPF program on v2 (BPF_CGROUP_DEVICE); that is not
-//! written yet, so device rules are not enforced on v2 (a warning is logged).
+//! Device rules are an eBPF program on v2 (BPF_CGROUP_DEVICE), built and
+//! attached at create by `devices`.
 
 use std::path::Path;
 
@@ -141,13 +141,26 @@ pub fn writes(r: &Resources) -> Vec<(String, String)> {
     w
 }
 
-pub fn apply(path: &Path, r: &Resources) -> Result<(), CgroupError> {
-    if r.devices
+/// At create: the device filter (the spec's rules, then the default
+/// devices and `extra_devices`, as v1 writes them), then every limit.
+pub fn apply_create(
+    path: &Path,
+    r: &Resources,
+    extra_devices: &[String],
+) -> Result<(), CgroupError> {
+    let allowed: Vec<String> = super::v1::DEFAULT_DEVICES
         .iter()
-        .any(|d| d.allow || d.kind.as_deref().is_some_and(|k| k != "a"))
-    {
-        crate::log::warn("cgroup v2 device rules need eBPF, not implemented yet: not enforced");
-    }
+        .map(|s| s.to_string())
+        .chain(extra_devices.iter().cloned())
+        .collect();
+    let policy = super::devices::policy(&r.devices, &allowed)?;
+    super::devices::apply(path, &policy)?;
+    apply(path, r)
+}
+
+/// The limits of `r` (not its device rules: those are fixed at create, as
+/// in runc).
+pub fn apply(path: &Path, r: &Resources) -> Result<(), CgroupError> {
     for (f, v) in writes(r) {
         write(path, &f, &v)?;
     }

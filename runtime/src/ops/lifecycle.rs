@@ -375,21 +375,24 @@ fn hook_state(id: &ContainerId, pid: i32, status: &str, cfg: &Config) -> String 
 }
 
 fn apply_resources(cg: &CgroupPaths, cfg: &Config) -> Result<(), crate::cgroups::CgroupError> {
+    // The `linux.devices` nodes are allowed after the spec's rules.
+    let extra: Vec<String> = cfg
+        .linux
+        .devices
+        .iter()
+        .filter(|d| d.kind != libc::S_IFIFO)
+        .map(|d| {
+            let k = if d.kind == libc::S_IFBLK { 'b' } else { 'c' };
+            format!("{k} {}:{} rwm", d.major, d.minor)
+        })
+        .collect();
     match cg {
         CgroupPaths::V1 { dirs } => {
-            let extra: Vec<String> = cfg
-                .linux
-                .devices
-                .iter()
-                .filter(|d| d.kind != libc::S_IFIFO)
-                .map(|d| {
-                    let k = if d.kind == libc::S_IFBLK { 'b' } else { 'c' };
-                    format!("{k} {}:{} rwm", d.major, d.minor)
-                })
-                .collect();
             crate::cgroups::v1::apply_writes(dirs, &cfg.linux.resources, &extra, true)
         }
-        CgroupPaths::V2 { .. } => cg.apply(&cfg.linux.resources),
+        CgroupPaths::V2 { path } => {
+            crate::cgroups::v2::apply_create(path, &cfg.linux.resources, &extra)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! does not cover (clone3, openat2, mount_setattr, capset, pidfd). Every
 //! `unsafe` in the crate's process code goes through here.
 
+pub mod bpf;
 pub mod caps;
 pub mod exe;
 pub mod fd;
