@@ -2,4 +2,10 @@
 //! CRI runtime over gRPC only, so it runs on containerd as well as berthd.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod cri;
+pub mod duration;
+pub mod error;
 pub mod flags;
+
+pub use error::{Error, Result};
