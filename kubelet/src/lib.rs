@@ -2,10 +2,18 @@
 //! CRI runtime over gRPC only, so it runs on containerd as well as berthd.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod config;
 pub mod cri;
+pub mod dns;
 pub mod duration;
 pub mod error;
 pub mod flags;
+pub mod manifest;
+pub mod plan;
+pub mod pod;
+pub mod quantity;
+pub mod runtime_pod;
+pub mod status;
 
 pub use error::{Error, Result};
