@@ -118,6 +118,7 @@ pub struct Settings {
     pub node_name: String,
     pub root_dir: PathBuf,
     pub kubeconfig: Option<PathBuf>,
+    pub node_ip: Option<IpAddr>,
     pub runtime_endpoint: String,
     pub image_endpoint: String,
     pub runtime_request_timeout: Duration,
@@ -193,6 +194,7 @@ impl Settings {
             node_name,
             root_dir: flags.root_dir.clone(),
             kubeconfig: flags.kubeconfig.clone(),
+            node_ip: flags.node_ip,
             runtime_endpoint,
             image_endpoint,
             runtime_request_timeout: file

@@ -71,9 +71,8 @@ pub struct RuntimePod {
 
 impl RuntimePod {
     pub fn new(mut sandboxes: Vec<RuntimeSandbox>, mut containers: Vec<RuntimeContainer>) -> Self {
-        sandboxes.sort_by(|a, b| (b.created_at, b.attempt).cmp(&(a.created_at, a.attempt)));
-        containers
-            .sort_by(|a, b| (b.created_at, b.restart_count).cmp(&(a.created_at, a.restart_count)));
+        sandboxes.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.attempt)));
+        containers.sort_by_key(|c| std::cmp::Reverse((c.created_at, c.restart_count)));
         RuntimePod {
             sandboxes,
             containers,

@@ -1,6 +1,5 @@
 //! berth-kubelet: the node agent (CLI edge only).
 
-use anyhow::Context;
 use berth_kubelet::config::Settings;
 use berth_kubelet::flags::Flags;
 
@@ -49,17 +48,22 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
              run without it for standalone mode with static pods"
         );
     }
-    let cri = berth_kubelet::cri::Cri::new(
-        &settings.runtime_endpoint,
-        &settings.image_endpoint,
-        settings.runtime_request_timeout,
-    )?;
-    let v = cri.version().await.context("container runtime")?;
-    tracing::info!(
-        node = %settings.node_name,
-        runtime = %format!("{} {}", v.runtime_name, v.runtime_version),
-        endpoint = %settings.runtime_endpoint,
-        "connected to the container runtime"
-    );
+    berth_kubelet::kubelet::run(settings, shutdown_signal()).await?;
     Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
