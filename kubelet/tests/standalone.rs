@@ -59,7 +59,7 @@ async fn static_pod_runs_answers_and_goes_away_with_its_manifest() {
     assert_eq!((sbs.len(), cs.len()), (1, 1));
     assert_eq!(
         sbs[0].labels["io.kubernetes.pod.name"],
-        format!("web-{NODE}")
+        format!("web-{}", node.node)
     );
     assert_eq!(sbs[0].labels["app"], "web");
     assert_eq!(cs[0].labels["io.kubernetes.container.name"], "web");
@@ -240,4 +240,47 @@ async fn kubelet_restart_adopts_running_pods_and_cleans_removed_ones() {
         !second_run.contains("Created container") && !second_run.contains("sandbox ready"),
         "the restarted kubelet created something:\n{second_run}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn static_pod_on_containerd() {
+    let Some(node) = Node::on_containerd(5) else {
+        eprintln!(
+            "skipped: the test bed's containerd does not run (hack/testbed.sh containerd up)"
+        );
+        return;
+    };
+    let port = 23000 + slot(5) as u16;
+    node.write_manifest("web.yaml", &web_pod("web", port));
+    let s = node.wait_status("web", 60, "Running", |s| phase(s) == "Running");
+    let cs = &s["status"]["containerStatuses"][0];
+    assert!(
+        cs["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://"),
+        "{cs}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_get(port).is_some_and(|b| b.contains("berth-web-ok")) {
+        assert!(
+            Instant::now() < deadline,
+            "nothing answers on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let uid = uid(&s);
+    node.remove_manifest("web.yaml");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (sbs, cs) = node.runtime_objects(&uid).await;
+        if sbs.is_empty() && cs.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod still on containerd 30 s after its manifest went"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -50,6 +50,11 @@ pub struct Node {
     pub socket: PathBuf,
     pub manifests: PathBuf,
     pub bridge: String,
+    /// The node name; pods are `<name>-<node>`.
+    pub node: String,
+    /// The runtime is a shared one (the test bed's containerd): only this
+    /// node's pods are removed at the end.
+    shared_runtime: bool,
     kubelet_runs: u32,
 }
 
@@ -108,6 +113,8 @@ impl Node {
             socket,
             manifests,
             bridge,
+            node: NODE.into(),
+            shared_runtime: false,
             kubelet_runs: 0,
         };
         let sock = node.socket.clone();
@@ -116,6 +123,39 @@ impl Node {
         });
         node.start_kubelet();
         node
+    }
+
+    /// A kubelet on the test bed's containerd (`BERTH_CONTAINERD_ENDPOINT`),
+    /// or None when it does not run. The node name is unique to this test.
+    pub fn on_containerd(salt: u32) -> Option<Node> {
+        let endpoint = std::env::var("BERTH_CONTAINERD_ENDPOINT").ok()?;
+        let socket = PathBuf::from(endpoint.strip_prefix("unix://")?);
+        std::os::unix::net::UnixStream::connect(&socket).ok()?;
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        std::fs::write(
+            dir.path().join("kubelet.yaml"),
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\n",
+                manifests.display(),
+                dir.path().join("logs").display()
+            ),
+        )
+        .unwrap();
+        let mut node = Node {
+            dir,
+            berthd: None,
+            kubelet: None,
+            socket,
+            manifests,
+            bridge: String::new(),
+            node: format!("ctrd-{}-{}", std::process::id(), slot(salt)),
+            shared_runtime: true,
+            kubelet_runs: 0,
+        };
+        node.start_kubelet();
+        Some(node)
     }
 
     pub fn start_kubelet(&mut self) {
@@ -135,7 +175,7 @@ impl Node {
                 "--container-runtime-endpoint=unix://{}",
                 self.socket.display()
             ))
-            .arg(format!("--hostname-override={NODE}"))
+            .arg(format!("--hostname-override={}", self.node))
             .env("NO_COLOR", "1")
             .stderr(Stdio::from(log))
             .spawn()
@@ -193,7 +233,7 @@ impl Node {
 
     /// The status file of static pod `name` (the kubelet appends the node name).
     pub fn status(&self, name: &str) -> Option<Value> {
-        let full = format!("{name}-{NODE}");
+        let full = format!("{name}-{}", self.node);
         let rd = std::fs::read_dir(self.dir.path().join("kubelet/pods")).ok()?;
         for e in rd.flatten() {
             let Ok(text) = std::fs::read(e.path().join("status.json")) else {
@@ -285,9 +325,12 @@ impl Drop for Node {
                 std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
             );
         }
-        // Every sandbox through berthd itself (CNI DEL, namespaces).
-        if self.berthd.is_some() {
+        // Every sandbox (of this node, on a shared runtime) through the
+        // runtime itself (CNI DEL, namespaces).
+        if self.berthd.is_some() || self.shared_runtime {
             let sock = self.socket.clone();
+            let suffix = format!("-{}", self.node);
+            let shared = self.shared_runtime;
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -300,6 +343,18 @@ impl Drop for Node {
                         .await
                     {
                         for sb in list.into_inner().items {
+                            let ours = sb
+                                .labels
+                                .get("io.kubernetes.pod.name")
+                                .is_some_and(|n| n.ends_with(&suffix));
+                            if shared && !ours {
+                                continue;
+                            }
+                            let _ = c
+                                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                                    pod_sandbox_id: sb.id.clone(),
+                                })
+                                .await;
                             let _ = c
                                 .remove_pod_sandbox(cri::RemovePodSandboxRequest {
                                     pod_sandbox_id: sb.id,
@@ -310,6 +365,9 @@ impl Drop for Node {
                 })
             })
             .join();
+        }
+        if self.shared_runtime {
+            return;
         }
         if let Some(mut c) = self.berthd.take() {
             let _ = c.kill();
