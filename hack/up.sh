@@ -5,9 +5,9 @@
 #   sudo hack/up.sh status   what runs and how to reach it
 #   sudo hack/up.sh down     stop what up started
 #
-# The demo pod is a web server pod run by berthd (CNI bridge network, host
-# port 127.0.0.1:18080 -> pod port 80), created through CRI with crictl as a
-# kubelet would; the script says which layers are still missing.
+# The demo pod is a web server pod: a static pod manifest that berth-kubelet
+# (standalone mode) runs through berthd's CRI socket (CNI bridge network,
+# host port 127.0.0.1:18080 -> pod port 80).
 LOG_TAG=up
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/testbed/mirrors.sh"
@@ -17,6 +17,8 @@ cd "$BERTH_ROOT"
 UP=$OUT/up
 DEMO_PORT=${BERTH_DEMO_PORT:-18080}
 BERTHD_SOCK=$UP/berthd.sock
+MANIFESTS=$UP/manifests
+KUBELET_ROOT=$UP/kubelet
 BRIDGE=berth0
 SUBNET=10.88.0
 WEB_IMAGE=127.0.0.1:5000/berth/web:latest
@@ -26,56 +28,79 @@ crictl_() { "$BIN/crictl" --runtime-endpoint "unix://$BERTHD_SOCK" --image-endpo
 status() {
     echo "berth node (hack/up.sh):"
     if bg_running berthd; then
-        echo "  berthd       running, pid $(bg_pid berthd), CRI socket $BERTHD_SOCK"
-        echo "               try: $BIN/crictl --runtime-endpoint unix://$BERTHD_SOCK ps"
+        echo "  berthd        running, pid $(bg_pid berthd), CRI socket $BERTHD_SOCK"
+        echo "                try: $BIN/crictl --runtime-endpoint unix://$BERTHD_SOCK ps"
     else
-        echo "  berthd       not running"
+        echo "  berthd        not running"
+    fi
+    if bg_running berth-kubelet; then
+        echo "  berth-kubelet running, pid $(bg_pid berth-kubelet), standalone, static pods from $MANIFESTS"
+        echo "                pod statuses: $KUBELET_ROOT/pods/<uid>/status.json; log $LOGDIR/berth-kubelet.log"
+    else
+        echo "  berth-kubelet not running"
     fi
     local pod ip cid
     pod=$(crictl_ pods -q --name berth-demo --state ready | head -1)
     cid=$( [ -n "$pod" ] && crictl_ ps -q --pod "$pod" --state running | head -1)
     if [ -n "$cid" ]; then
         ip=$(crictl_ inspectp "$pod" | jq -r .status.network.ip)
-        echo "  demo pod     berth-demo (pod ${pod:0:13}, IP $ip): web container ${cid:0:13} running"
-        echo "               from $WEB_IMAGE, run by berthd -> berth-shim -> berth-runc"
-        echo "               try: curl http://127.0.0.1:$DEMO_PORT/   (host port -> pod port 80)"
+        echo "  demo pod      $(crictl_ inspectp "$pod" | jq -r .status.metadata.name) (pod ${pod:0:13}, IP $ip): web container ${cid:0:13} running"
+        echo "                from $WEB_IMAGE, run by berth-kubelet -> berthd -> berth-shim -> berth-runc"
+        echo "                manifest: $MANIFESTS/berth-demo.yaml (edit or remove it and the kubelet follows)"
+        echo "                try: curl http://127.0.0.1:$DEMO_PORT/   (host port -> pod port 80)"
     else
-        echo "  demo pod     not running"
+        echo "  demo pod      not running"
     fi
-    echo "  missing      berth-kubelet (issue 7): the demo pod is created with crictl, as a"
-    echo "               kubelet would through CRI; streaming (exec/attach/port-forward) is issue 6."
+    echo "  missing       berth-kubelet joining a cluster (issue 7: Node, API pods, probes, volumes)"
 }
 
 down() {
+    # The kubelet first: stopped, it leaves its pods running; berthd removes them.
+    bg_stop berth-kubelet
     if bg_running berthd; then
         for p in $(crictl_ pods -q); do crictl_ rmp -f "$p" >/dev/null || true; done
     fi
     bg_stop berthd
     ip link del "$BRIDGE" 2>/dev/null || true
+    rm -rf "$KUBELET_ROOT" "$UP/pod-logs"
     log "stopped"
 }
 
-# The demo pod, as a kubelet would create it: a pod sandbox with a host port,
-# then the web container in it.
+# The demo pod as a static pod manifest, and berth-kubelet in standalone
+# mode running it through berthd.
 start_demo() {
-    if [ -n "$(crictl_ pods -q --name berth-demo --state ready)" ]; then
-        return 0
+    mkdir -p "$MANIFESTS"
+    cat >"$UP/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+staticPodPath: $MANIFESTS
+podLogsDir: $UP/pod-logs
+YAML
+    cat >"$MANIFESTS/.berth-demo.yaml.tmp" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: berth-demo
+  labels: {app: berth-demo}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: web
+    image: $WEB_IMAGE
+    imagePullPolicy: IfNotPresent
+    ports:
+    - {containerPort: 80, hostPort: $DEMO_PORT, hostIP: 127.0.0.1}
+YAML
+    # Rewritten only when it changed (a new text is a new pod).
+    if cmp -s "$MANIFESTS/.berth-demo.yaml.tmp" "$MANIFESTS/berth-demo.yaml"; then
+        rm -f "$MANIFESTS/.berth-demo.yaml.tmp"
+    else
+        mv "$MANIFESTS/.berth-demo.yaml.tmp" "$MANIFESTS/berth-demo.yaml"
     fi
-    crictl_ pull "$WEB_IMAGE" >/dev/null || die "crictl pull $WEB_IMAGE failed"
-    cat >"$UP/pod.json" <<JSON
-{"metadata":{"name":"berth-demo","namespace":"default","uid":"berth-demo-uid"},
- "hostname":"berth-demo","log_directory":"$UP/pod-logs",
- "port_mappings":[{"container_port":80,"host_port":$DEMO_PORT,"host_ip":"127.0.0.1"}],
- "linux":{"security_context":{"namespace_options":{"pid":1}}}}
-JSON
-    cat >"$UP/web.json" <<JSON
-{"metadata":{"name":"web"},"image":{"image":"$WEB_IMAGE"},"log_path":"web.log",
- "linux":{"security_context":{"namespace_options":{"pid":1}}}}
-JSON
-    local pod cid
-    pod=$(crictl_ runp "$UP/pod.json") || die "RunPodSandbox failed: see $LOGDIR/berthd.log"
-    cid=$(crictl_ create "$pod" "$UP/web.json" "$UP/pod.json") || die "CreateContainer failed: see $LOGDIR/berthd.log"
-    crictl_ start "$cid" >/dev/null || die "StartContainer failed: see $LOGDIR/berthd.log"
+    if ! bg_running berth-kubelet; then
+        bg_start berth-kubelet "$BIN/berth-kubelet" --config "$UP/kubelet.yaml" \
+            --root-dir "$KUBELET_ROOT" --container-runtime-endpoint "unix://$BERTHD_SOCK"
+    fi
 }
 
 case "${1:-up}" in
@@ -93,7 +118,7 @@ up)
     fi
     wait_for 10 "berthd socket" test -S "$BERTHD_SOCK"
     start_demo
-    wait_for 10 "the demo web server" curl -fsS "http://127.0.0.1:$DEMO_PORT/"
+    wait_for 30 "the demo web server (see $LOGDIR/berth-kubelet.log)" curl -fsS "http://127.0.0.1:$DEMO_PORT/"
     status
     ;;
 status) status ;;

@@ -1,6 +1,65 @@
-//! Parsing of kubelet flag values that come as `k=v` lists.
+//! The command line (upstream kubelet's flag names) and the parsing of flag
+//! values that come as `k=v` lists.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// berth-kubelet's flags, spelled as upstream's. Settings that also live in
+/// the `--config` file are resolved in [`crate::config::Settings`]; a flag
+/// wins over the file.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "berth-kubelet", version, about = "The berth node agent")]
+pub struct Flags {
+    /// KubeletConfiguration file (kubelet.config.k8s.io/v1beta1, YAML or JSON)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// kubeconfig of the API server to join; without it the kubelet runs
+    /// standalone (static pods only)
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubelet's own state folder
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub root_dir: PathBuf,
+    /// Node name to use instead of the host name
+    #[arg(long)]
+    pub hostname_override: Option<String>,
+    /// CRI runtime socket (unix:///path); default berthd's
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// CRI image service socket; default the runtime endpoint
+    #[arg(long)]
+    pub image_service_endpoint: Option<String>,
+    /// Static pod folder (staticPodPath in the config file)
+    #[arg(long)]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// Labels for the Node (key=value,...)
+    #[arg(long, value_parser = parse_labels_arg)]
+    pub node_labels: Option<BTreeMap<String, String>>,
+    /// The node's IP address
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Log verbosity (0: lifecycle events, 2-3: debug, 4+: trace)
+    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    pub verbosity: u8,
+}
+
+impl Flags {
+    /// Parse an argument list (the first item is the program name).
+    pub fn parse_from_args<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        <Self as Parser>::parse_from(args)
+    }
+}
+
+fn parse_labels_arg(s: &str) -> Result<BTreeMap<String, String>, FlagError> {
+    parse_labels(s)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FlagError {
@@ -22,7 +81,17 @@ fn is_name(s: &str) -> bool {
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
+/// A DNS label (RFC 1123): 1-63 of [a-z0-9-], alphanumeric at both ends.
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|p| {

@@ -2,4 +2,23 @@
 //! CRI runtime over gRPC only, so it runs on containerd as well as berthd.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
+pub mod config;
+pub mod cri;
+pub mod cri_config;
+pub mod dns;
+pub mod duration;
+pub mod error;
 pub mod flags;
+pub mod kubelet;
+pub mod manifest;
+pub mod plan;
+pub mod pleg;
+pub mod pod;
+pub mod pod_worker;
+pub mod quantity;
+pub mod runtime_pod;
+pub mod static_pods;
+pub mod status;
+
+pub use error::{Error, Result};

@@ -1,0 +1,384 @@
+//! A pod's CRI requests: the sandbox config and each container's config,
+//! built from the validated pod. Pure, so what the runtime is asked for is
+//! tested without one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use k8s_cri::v1 as cri;
+
+use crate::pod::{Container, EnvValue, Pod, PodField, Protocol, QosClass};
+use crate::runtime_pod::*;
+
+/// What the pod's containers are made with, besides the pod.
+pub struct Context<'a> {
+    pub pod_logs_dir: &'a Path,
+    pub dns: cri::DnsConfig,
+    pub pod_ip: Option<&'a str>,
+    pub host_ip: Option<&'a str>,
+    /// The node's memory, for Burstable pods' oom_score_adj.
+    pub memory_capacity: i64,
+}
+
+/// `<podLogsDir>/<namespace>_<name>_<uid>`, upstream's layout.
+pub fn pod_log_dir(logs: &Path, pod: &Pod) -> PathBuf {
+    logs.join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid))
+}
+
+fn pod_labels(pod: &Pod) -> HashMap<String, String> {
+    let mut l: HashMap<String, String> = pod
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    l.insert(POD_NAME.into(), pod.name.clone());
+    l.insert(POD_NAMESPACE.into(), pod.namespace.clone());
+    l.insert(POD_UID.into(), pod.uid.clone());
+    l
+}
+
+fn protocol(p: Protocol) -> i32 {
+    match p {
+        Protocol::Tcp => cri::Protocol::Tcp as i32,
+        Protocol::Udp => cri::Protocol::Udp as i32,
+        Protocol::Sctp => cri::Protocol::Sctp as i32,
+    }
+}
+
+pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &Context) -> cri::PodSandboxConfig {
+    let ns_mode = |host: bool| {
+        if host {
+            cri::NamespaceMode::Node as i32
+        } else {
+            cri::NamespaceMode::Pod as i32
+        }
+    };
+    let pid = if pod.host_pid {
+        cri::NamespaceMode::Node as i32
+    } else if pod.share_process_namespace {
+        cri::NamespaceMode::Pod as i32
+    } else {
+        cri::NamespaceMode::Container as i32
+    };
+    let port_mappings = pod
+        .all_containers()
+        .flat_map(|c| c.ports.iter())
+        .filter_map(|p| {
+            Some(cri::PortMapping {
+                protocol: protocol(p.protocol),
+                container_port: i32::from(p.container_port),
+                host_port: i32::from(p.host_port?),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let mut annotations: HashMap<String, String> = pod
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    annotations.insert(GRACE_PERIOD.into(), pod.grace_period.as_secs().to_string());
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            namespace: pod.namespace.clone(),
+            attempt,
+        }),
+        hostname: if pod.host_network {
+            String::new()
+        } else {
+            pod.hostname.clone()
+        },
+        log_directory: pod_log_dir(ctx.pod_logs_dir, pod)
+            .to_string_lossy()
+            .into_owned(),
+        dns_config: Some(ctx.dns.clone()),
+        port_mappings,
+        labels: pod_labels(pod),
+        annotations,
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: ns_mode(pod.host_network),
+                    pid,
+                    ipc: ns_mode(pod.host_ipc),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        windows: None,
+    }
+}
+
+/// CPU shares from a request: 1024 per core, at least 2 (the kernel's
+/// minimum), 2 when nothing is asked for.
+pub fn cpu_shares(milli: Option<i64>) -> i64 {
+    match milli {
+        None | Some(0) => 2,
+        Some(m) => (m * 1024 / 1000).max(2),
+    }
+}
+
+/// oom_score_adj by QoS: Guaranteed pods last to be killed, BestEffort
+/// first, Burstable in between by how much of the node they ask for.
+pub fn oom_score_adj(qos: QosClass, memory_request: Option<i64>, capacity: i64) -> i64 {
+    match qos {
+        QosClass::Guaranteed => -997,
+        QosClass::BestEffort => 1000,
+        QosClass::Burstable => {
+            let req = memory_request.unwrap_or(0);
+            let adj = 1000 - (1000 * i128::from(req) / i128::from(capacity.max(1))) as i64;
+            adj.clamp(2, 999)
+        }
+    }
+}
+
+pub fn linux_resources(pod: &Pod, c: &Container, capacity: i64) -> cri::LinuxContainerResources {
+    let r = &c.resources;
+    let (period, quota) = match r.cpu_limit_milli {
+        Some(m) => (100_000, (m * 100).max(1000)),
+        None => (0, 0),
+    };
+    cri::LinuxContainerResources {
+        cpu_period: period,
+        cpu_quota: quota,
+        cpu_shares: cpu_shares(r.cpu_request_milli),
+        memory_limit_in_bytes: r.memory_limit.unwrap_or(0),
+        oom_score_adj: oom_score_adj(pod.qos, r.memory_request, capacity),
+        ..Default::default()
+    }
+}
+
+/// The container's environment: the downward API filled in, `$(VAR)`
+/// references to earlier variables expanded, in the spec's order.
+pub fn env(pod: &Pod, c: &Container, ctx: &Context) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, v) in &c.env {
+        let value = match v {
+            EnvValue::Literal(s) => {
+                let lookup = |n: &str| {
+                    out.iter()
+                        .rev()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                };
+                crate::pod::expand(s, &lookup)
+            }
+            EnvValue::Field(f) => match f {
+                PodField::Name => pod.name.clone(),
+                PodField::Namespace => pod.namespace.clone(),
+                PodField::Uid => pod.uid.clone(),
+                PodField::NodeName => pod.node_name.clone(),
+                PodField::ServiceAccountName => pod.service_account_name.clone(),
+                PodField::PodIp => ctx.pod_ip.unwrap_or_default().to_owned(),
+                PodField::HostIp => ctx.host_ip.unwrap_or_default().to_owned(),
+            },
+        };
+        out.retain(|(k, _)| k != name);
+        out.push((name.clone(), value));
+    }
+    out
+}
+
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    restart_count: u32,
+    ctx: &Context,
+) -> cri::ContainerConfig {
+    let envs = env(pod, c, ctx);
+    let lookup = |n: &str| envs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let expand_all = |v: &[String]| {
+        v.iter()
+            .map(|s| crate::pod::expand(s, &lookup))
+            .collect::<Vec<_>>()
+    };
+    let mut labels = pod_labels(pod);
+    labels.retain(|k, _| k.starts_with("io.kubernetes."));
+    labels.insert(CONTAINER_NAME.into(), c.name.clone());
+    let ports: Vec<serde_json::Value> = c
+        .ports
+        .iter()
+        .map(|p| serde_json::json!({"containerPort": p.container_port, "protocol": match p.protocol { Protocol::Tcp => "TCP", Protocol::Udp => "UDP", Protocol::Sctp => "SCTP" }}))
+        .collect();
+    let mut annotations = HashMap::from([
+        (CONTAINER_HASH.to_owned(), c.hash.clone()),
+        (RESTART_COUNT.to_owned(), restart_count.to_string()),
+        (
+            TERMINATION_MESSAGE_PATH.to_owned(),
+            c.termination_message_path.clone(),
+        ),
+        (
+            GRACE_PERIOD.to_owned(),
+            pod.grace_period.as_secs().to_string(),
+        ),
+    ]);
+    if !ports.is_empty() {
+        annotations.insert(
+            CONTAINER_PORTS.into(),
+            serde_json::Value::Array(ports).to_string(),
+        );
+    }
+    let pid = if pod.host_pid {
+        cri::NamespaceMode::Node as i32
+    } else if pod.share_process_namespace {
+        cri::NamespaceMode::Pod as i32
+    } else {
+        cri::NamespaceMode::Container as i32
+    };
+    let ns = |host: bool| {
+        if host {
+            cri::NamespaceMode::Node as i32
+        } else {
+            cri::NamespaceMode::Pod as i32
+        }
+    };
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: c.name.clone(),
+            attempt: restart_count,
+        }),
+        image: Some(cri::ImageSpec {
+            image: c.image.clone(),
+            user_specified_image: c.image.clone(),
+            ..Default::default()
+        }),
+        command: expand_all(&c.command),
+        args: expand_all(&c.args),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        envs: envs
+            .iter()
+            .map(|(k, v)| cri::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        labels,
+        annotations,
+        log_path: format!("{}/{restart_count}.log", c.name),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(linux_resources(pod, c, ctx.memory_capacity)),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: ns(pod.host_network),
+                    pid,
+                    ipc: ns(pod.host_ipc),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::pod;
+
+    fn ctx() -> Context<'static> {
+        Context {
+            pod_logs_dir: Path::new("/var/log/pods"),
+            dns: cri::DnsConfig::default(),
+            pod_ip: Some("10.0.0.5"),
+            host_ip: Some("192.0.2.1"),
+            memory_capacity: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn sandbox_config_has_labels_ports_and_namespaces() {
+        let p = pod(
+            "hostNetwork: false,",
+            "{name: web, image: w, ports: [{containerPort: 80, hostPort: 18080, hostIP: 127.0.0.1}, {containerPort: 81}]}",
+        );
+        let s = sandbox_config(&p, 2, &ctx());
+        assert_eq!(s.metadata.as_ref().unwrap().attempt, 2);
+        assert_eq!(s.labels[POD_UID], "u1");
+        assert_eq!(s.labels[POD_NAME], "p");
+        assert_eq!(s.log_directory, "/var/log/pods/default_p_u1");
+        assert_eq!(
+            s.port_mappings,
+            [cri::PortMapping {
+                protocol: 0,
+                container_port: 80,
+                host_port: 18080,
+                host_ip: "127.0.0.1".into()
+            }]
+        );
+        assert_eq!(s.hostname, "p");
+        let ns = s
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!((ns.network, ns.pid, ns.ipc), (0, 1, 0));
+        let h = sandbox_config(&pod("hostNetwork: true,", "{name: a, image: b}"), 0, &ctx());
+        assert_eq!(
+            h.linux
+                .unwrap()
+                .security_context
+                .unwrap()
+                .namespace_options
+                .unwrap()
+                .network,
+            cri::NamespaceMode::Node as i32
+        );
+    }
+
+    #[test]
+    fn container_config_from_the_spec() {
+        let p = pod(
+            "",
+            "{name: app, image: img:1, command: [sh, -c], args: ['echo $(GREETING) $(POD)'], workingDir: /srv, env: [{name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}, {name: GREETING, value: hi-$(POD)}, {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}], resources: {requests: {cpu: 250m, memory: 64Mi}, limits: {cpu: 500m, memory: 128Mi}}}",
+        );
+        let c = container_config(&p, &p.containers[0], 3, &ctx());
+        assert_eq!(c.metadata.as_ref().unwrap().attempt, 3);
+        assert_eq!(c.command, ["sh", "-c"]);
+        assert_eq!(c.args, ["echo hi-p p"]);
+        assert_eq!(c.working_dir, "/srv");
+        let env: Vec<_> = c
+            .envs
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            [("POD", "p"), ("GREETING", "hi-p"), ("IP", "10.0.0.5")]
+        );
+        assert_eq!(c.log_path, "app/3.log");
+        assert_eq!(c.labels[CONTAINER_NAME], "app");
+        assert_eq!(c.annotations[RESTART_COUNT], "3");
+        let r = c.linux.unwrap().resources.unwrap();
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.cpu_period),
+            (256, 50_000, 100_000)
+        );
+        assert_eq!(r.memory_limit_in_bytes, 128 << 20);
+        // Burstable, asking for 1/16 of the node.
+        assert_eq!(r.oom_score_adj, 1000 - 62);
+    }
+
+    #[test]
+    fn resources_by_qos() {
+        assert_eq!(cpu_shares(None), 2);
+        assert_eq!(cpu_shares(Some(1)), 2);
+        assert_eq!(cpu_shares(Some(1000)), 1024);
+        assert_eq!(oom_score_adj(QosClass::Guaranteed, Some(1), 100), -997);
+        assert_eq!(oom_score_adj(QosClass::BestEffort, None, 100), 1000);
+        assert_eq!(oom_score_adj(QosClass::Burstable, Some(100), 100), 2);
+        assert_eq!(oom_score_adj(QosClass::Burstable, None, 100), 999);
+        let p = pod("", "{name: a, image: b}");
+        let r = linux_resources(&p, &p.containers[0], 1 << 30);
+        assert_eq!(
+            (r.cpu_quota, r.memory_limit_in_bytes, r.oom_score_adj),
+            (0, 0, 1000)
+        );
+    }
+}

@@ -1,0 +1,477 @@
+//! One worker per pod UID: a task that brings the runtime in line with the
+//! pod's spec (the plan in `plan.rs`), reports its status, and on removal
+//! terminates it (containers stopped within the grace period, then the
+//! sandbox stopped and removed). Workers wake on changes the PLEG saw, on
+//! spec changes, when a back-off ends, and every syncFrequency.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1 as api;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::backoff::BackOff;
+use crate::config::Settings;
+use crate::cri::Cri;
+use crate::cri_config::{self, Context};
+use crate::dns::{ResolvConf, pod_dns};
+use crate::error::{Error, Result};
+use crate::plan::{self, BackOffUpdate, Phase, Waiting, backoff_key};
+use crate::pod::{Container, Pod, PullPolicy};
+use crate::runtime_pod::{ContainerState, RuntimePod};
+use crate::status::{StatusInput, pod_status};
+
+/// What the kubelet and its runtime share with every worker.
+pub struct Shared {
+    pub cri: Cri,
+    pub settings: Settings,
+    pub runtime_name: String,
+    pub host_ip: Option<String>,
+    pub memory_capacity: i64,
+    pub host_resolv: ResolvConf,
+}
+
+impl Shared {
+    /// `<root-dir>/pods/<uid>`: the pod's folder (its status file).
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.settings.root_dir.join("pods").join(uid)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Desired {
+    Run(Arc<Pod>),
+    /// Stop everything of the pod within this grace period and remove it.
+    Terminate(Duration),
+}
+
+pub struct WorkerHandle {
+    pub desired: watch::Sender<Desired>,
+    pub wake: Arc<Notify>,
+    pub task: JoinHandle<()>,
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Start the worker of pod `uid`; it sends `uid` on `done` when it has
+/// terminated the pod and exited.
+pub fn spawn(
+    shared: Arc<Shared>,
+    uid: String,
+    desired: Desired,
+    done: mpsc::UnboundedSender<String>,
+) -> WorkerHandle {
+    let (tx, rx) = watch::channel(desired);
+    let wake = Arc::new(Notify::new());
+    let w = Worker {
+        shared,
+        uid: uid.clone(),
+        backoff: BackOff::default(),
+        pull_backoff: BackOff::default(),
+        pull_failed_at: HashMap::new(),
+        problems: BTreeMap::new(),
+        last_status: None,
+        last_phase: None,
+    };
+    let task = tokio::spawn(w.run(rx, wake.clone(), done));
+    WorkerHandle {
+        desired: tx,
+        wake,
+        task,
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    uid: String,
+    backoff: BackOff,
+    pull_backoff: BackOff,
+    pull_failed_at: HashMap<String, i64>,
+    /// Why containers wait besides back-off (image pulls, create errors).
+    problems: BTreeMap<String, Waiting>,
+    last_status: Option<api::PodStatus>,
+    last_phase: Option<Phase>,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        mut rx: watch::Receiver<Desired>,
+        wake: Arc<Notify>,
+        done: mpsc::UnboundedSender<String>,
+    ) {
+        loop {
+            let desired = rx.borrow_and_update().clone();
+            match desired {
+                Desired::Run(pod) => {
+                    let next = match self.sync(&pod).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            tracing::warn!(pod = %pod.full_name(), "sync failed: {e}");
+                            Some(Duration::from_secs(2))
+                        }
+                    };
+                    let sleep = next
+                        .unwrap_or(self.shared.settings.sync_frequency)
+                        .min(self.shared.settings.sync_frequency);
+                    tokio::select! {
+                        r = rx.changed() => if r.is_err() { return },
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(sleep) => {}
+                    }
+                }
+                Desired::Terminate(grace) => {
+                    let mut delay = Duration::from_secs(1);
+                    while let Err(e) = self.terminate(grace).await {
+                        tracing::warn!(pod_uid = %self.uid, "terminating failed, retrying in {delay:?}: {e}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                    let _ = done.send(self.uid.clone());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn context<'a>(&'a self, pod: &Pod, pod_ip: Option<&'a str>) -> Context<'a> {
+        let s = &self.shared;
+        Context {
+            pod_logs_dir: &s.settings.pod_logs_dir,
+            dns: pod_dns(pod, &s.settings.dns, &s.host_resolv),
+            pod_ip,
+            host_ip: s.host_ip.as_deref(),
+            memory_capacity: s.memory_capacity,
+        }
+    }
+
+    /// One sync: returns when to sync again at the latest.
+    async fn sync(&mut self, pod: &Pod) -> Result<Option<Duration>> {
+        let cri = self.shared.cri.clone();
+        let rt = RuntimePod::fetch(&cri, &pod.uid).await?;
+        let now = now_ns();
+        let plan = plan::plan(pod, &rt, &self.backoff, now);
+        let mut wake_in = plan.wake_in;
+        let acted = plan.create_sandbox.is_some()
+            || !plan.kill.is_empty()
+            || !plan.start.is_empty()
+            || !plan.stop_sandboxes.is_empty();
+
+        for id in &plan.stop_sandboxes {
+            tracing::info!(pod = %pod.full_name(), sandbox = %short(id), "stopping sandbox");
+            cri.stop_pod_sandbox(id).await?;
+        }
+        for k in &plan.kill {
+            tracing::info!(pod = %pod.full_name(), container = %k.name, id = %short(&k.id), "Killing: {}", k.reason);
+            cri.stop_container(&k.id, pod.grace_period).await?;
+            if k.remove {
+                cri.remove_container(&k.id).await?;
+            }
+        }
+        let mut sandbox = rt
+            .current_sandbox()
+            .filter(|s| s.ready)
+            .map(|s| (s.id.clone(), s.ip.clone()));
+        let mut sandbox_attempt = rt.current_sandbox().map(|s| s.attempt).unwrap_or(0);
+        if let Some(attempt) = plan.create_sandbox {
+            let ctx = self.context(pod, None);
+            let config = cri_config::sandbox_config(pod, attempt, &ctx);
+            let log_dir = cri_config::pod_log_dir(&self.shared.settings.pod_logs_dir, pod);
+            std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, e))?;
+            let started = Instant::now();
+            let id = cri.run_pod_sandbox(config).await?;
+            let ip = cri
+                .pod_sandbox_status(&id)
+                .await?
+                .network
+                .map(|n| n.ip)
+                .filter(|ip| !ip.is_empty());
+            tracing::info!(pod = %pod.full_name(), sandbox = %short(&id), ip = ?ip, attempt, took = ?started.elapsed(), "sandbox ready");
+            sandbox = Some((id, ip));
+            sandbox_attempt = attempt;
+        }
+        if let Some((sb_id, ip)) = &sandbox {
+            let sandbox_config =
+                cri_config::sandbox_config(pod, sandbox_attempt, &self.context(pod, None));
+            for s in &plan.start {
+                let c = if s.init {
+                    &pod.init_containers[s.index]
+                } else {
+                    &pod.containers[s.index]
+                };
+                let key = backoff_key(pod, &c.name, &c.hash);
+                match s.backoff {
+                    BackOffUpdate::None => {}
+                    BackOffUpdate::Next => self.backoff.next(&key, now),
+                    BackOffUpdate::ResetThenNext => {
+                        self.backoff.reset(&key);
+                        self.backoff.next(&key, now);
+                    }
+                }
+                match self
+                    .start_container(
+                        pod,
+                        c,
+                        s.restart_count,
+                        sb_id,
+                        ip.as_deref(),
+                        &sandbox_config,
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        self.problems.remove(&c.name);
+                    }
+                    Err((waiting, wait)) => {
+                        tracing::warn!(pod = %pod.full_name(), container = %c.name, "{}: {}", waiting.reason, waiting.message);
+                        self.problems.insert(c.name.clone(), waiting);
+                        if let Some(w) = wait {
+                            wake_in = Some(wake_in.map_or(w, |x| x.min(w)));
+                        }
+                    }
+                }
+            }
+        }
+        let rt = if acted {
+            RuntimePod::fetch(&cri, &pod.uid).await?
+        } else {
+            rt
+        };
+        self.collect_garbage(&rt).await;
+        self.report(pod, &rt, &plan.waiting);
+        Ok(wake_in)
+    }
+
+    /// Pull (per policy), create and start one container. An error is the
+    /// container's waiting reason and when to try again.
+    async fn start_container(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        restart_count: u32,
+        sandbox_id: &str,
+        pod_ip: Option<&str>,
+        sandbox_config: &k8s_cri::v1::PodSandboxConfig,
+    ) -> std::result::Result<(), (Waiting, Option<Duration>)> {
+        let cri = self.shared.cri.clone();
+        let w = |reason: &str, message: String| Waiting {
+            reason: reason.into(),
+            message,
+        };
+        // Image.
+        let present = match c.pull_policy {
+            PullPolicy::Always => false,
+            _ => cri
+                .image_status(&c.image)
+                .await
+                .map_err(|e| {
+                    (
+                        w("ErrImagePull", e.to_string()),
+                        Some(Duration::from_secs(2)),
+                    )
+                })?
+                .is_some(),
+        };
+        if !present {
+            if c.pull_policy == PullPolicy::Never {
+                return Err((
+                    w(
+                        "ErrImageNeverPull",
+                        format!(
+                            "Container image {:?} is not present with pull policy of Never",
+                            c.image
+                        ),
+                    ),
+                    None,
+                ));
+            }
+            let now = now_ns();
+            if let Some(failed) = self.pull_failed_at.get(&c.image)
+                && let Some(left) = self.pull_backoff.remaining(&c.image, *failed, now)
+            {
+                return Err((
+                    w(
+                        "ImagePullBackOff",
+                        format!("Back-off pulling image {:?}", c.image),
+                    ),
+                    Some(left),
+                ));
+            }
+            tracing::info!(pod = %pod.full_name(), container = %c.name, image = %c.image, "Pulling image");
+            let started = Instant::now();
+            match cri.pull_image(&c.image, Some(sandbox_config.clone())).await {
+                Ok(r) => {
+                    self.pull_failed_at.remove(&c.image);
+                    self.pull_backoff.reset(&c.image);
+                    tracing::info!(pod = %pod.full_name(), image = %c.image, image_ref = %r, took = ?started.elapsed(), "Pulled image");
+                }
+                Err(e) => {
+                    self.pull_backoff.next(&c.image, now);
+                    self.pull_failed_at.insert(c.image.clone(), now_ns());
+                    return Err((
+                        w("ErrImagePull", e.to_string()),
+                        Some(self.pull_backoff.delay(&c.image)),
+                    ));
+                }
+            }
+        }
+        let ctx = self.context(pod, pod_ip);
+        let config = cri_config::container_config(pod, c, restart_count, &ctx);
+        let id = cri
+            .create_container(sandbox_id, config, sandbox_config.clone())
+            .await
+            .map_err(|e| {
+                (
+                    w("CreateContainerError", e.to_string()),
+                    Some(Duration::from_secs(10)),
+                )
+            })?;
+        tracing::info!(pod = %pod.full_name(), container = %c.name, id = %short(&id), restart_count, "Created container");
+        cri.start_container(&id).await.map_err(|e| {
+            (
+                w("RunContainerError", e.to_string()),
+                Some(Duration::from_secs(10)),
+            )
+        })?;
+        tracing::info!(pod = %pod.full_name(), container = %c.name, id = %short(&id), "Started container");
+        Ok(())
+    }
+
+    /// Keep the newest two instances of each container (the current one
+    /// and the one its lastState describes); remove older exited ones and
+    /// dead sandboxes that have no containers left.
+    async fn collect_garbage(&self, rt: &RuntimePod) {
+        let cri = &self.shared.cri;
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut removed = std::collections::HashSet::new();
+        for c in &rt.containers {
+            let n = seen.entry(c.name.as_str()).or_default();
+            *n += 1;
+            if *n > 2 && matches!(c.state, ContainerState::Exited { .. }) {
+                match cri.remove_container(&c.id).await {
+                    Ok(()) => {
+                        removed.insert(c.id.clone());
+                    }
+                    Err(e) => tracing::debug!(container = %short(&c.id), "garbage collection: {e}"),
+                }
+            }
+        }
+        for s in rt.sandboxes.iter().skip(1).filter(|s| !s.ready) {
+            if rt
+                .containers
+                .iter()
+                .all(|c| c.sandbox_id != s.id || removed.contains(&c.id))
+                && let Err(e) = cri.remove_pod_sandbox(&s.id).await
+            {
+                tracing::debug!(sandbox = %short(&s.id), "garbage collection: {e}");
+            }
+        }
+    }
+
+    /// Compute the status; write it to `<root-dir>/pods/<uid>/status.json`
+    /// (the Pod with its status) when it changed, and log phase changes.
+    fn report(&mut self, pod: &Pod, rt: &RuntimePod, waiting: &BTreeMap<String, Waiting>) {
+        let mut all = waiting.clone();
+        for (k, v) in &self.problems {
+            all.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let input = StatusInput {
+            waiting: &all,
+            runtime_name: &self.shared.runtime_name,
+            host_ip: self.shared.host_ip.as_deref(),
+            now_ns: now_ns(),
+            previous: self.last_status.as_ref(),
+        };
+        let status = pod_status(pod, rt, &input);
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        let phase = plan::phase(pod, rt);
+        if self.last_phase != Some(phase) {
+            tracing::info!(pod = %pod.full_name(), uid = %pod.uid, phase = phase.as_str(), "pod phase");
+            self.last_phase = Some(phase);
+        }
+        let mut obj = (*pod.source).clone();
+        obj.status = Some(status.clone());
+        let value = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": obj.metadata, "spec": obj.spec, "status": obj.status,
+        });
+        let dir = self.shared.pod_dir(&pod.uid);
+        if let Err(e) = write_atomic(
+            &dir,
+            "status.json",
+            &serde_json::to_vec_pretty(&value).unwrap_or_default(),
+        ) {
+            tracing::warn!(pod = %pod.full_name(), "writing the status: {e}");
+        }
+        self.last_status = Some(status);
+    }
+
+    /// Stop the pod's containers (all at once, each within `grace`), then
+    /// stop and remove its sandboxes, its status and its logs.
+    async fn terminate(&mut self, grace: Duration) -> Result<()> {
+        let cri = self.shared.cri.clone();
+        let rt = RuntimePod::fetch(&cri, &self.uid).await?;
+        let mut stops = tokio::task::JoinSet::new();
+        for c in rt.containers.iter().filter(|c| c.is_running()) {
+            tracing::info!(pod_uid = %self.uid, container = %c.name, id = %short(&c.id), grace = ?grace, "Killing: pod removed");
+            let (cri, id) = (cri.clone(), c.id.clone());
+            stops.spawn(async move { cri.stop_container(&id, grace).await });
+        }
+        while let Some(r) = stops.join_next().await {
+            match r {
+                Ok(r) => r?,
+                Err(e) => tracing::warn!(pod_uid = %self.uid, "stop task: {e}"),
+            }
+        }
+        for s in &rt.sandboxes {
+            cri.stop_pod_sandbox(&s.id).await?;
+            cri.remove_pod_sandbox(&s.id).await?;
+        }
+        let dir = self.shared.pod_dir(&self.uid);
+        // The log folder is named by the pod; the status file knows it.
+        if let Ok(text) = std::fs::read(dir.join("status.json"))
+            && let Ok(p) = serde_json::from_slice::<api::Pod>(&text)
+        {
+            let (ns, name) = (
+                p.metadata.namespace.unwrap_or_default(),
+                p.metadata.name.unwrap_or_default(),
+            );
+            let logs = self
+                .shared
+                .settings
+                .pod_logs_dir
+                .join(format!("{ns}_{name}_{}", self.uid));
+            let _ = std::fs::remove_dir_all(logs);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        tracing::info!(pod_uid = %self.uid, sandboxes = rt.sandboxes.len(), containers = rt.containers.len(), "pod terminated and removed");
+        Ok(())
+    }
+}
+
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(13)]
+}
+
+/// Write `dir/name` atomically (temp file, fsync, rename).
+pub fn write_atomic(dir: &std::path::Path, name: &str, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    let dst = dir.join(name);
+    std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))
+}

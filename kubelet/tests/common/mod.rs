@@ -1,0 +1,461 @@
+//! A node under test: a real berthd (own socket, folders, CNI bridge) and a
+//! real berth-kubelet in standalone mode with its own static pod folder.
+//! Everything is removed on drop, also when the test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use serde_json::Value;
+use tonic::transport::{Channel, Endpoint};
+
+pub const NODE: &str = "test-node";
+
+pub fn busybox() -> String {
+    std::env::var("BERTH_BUSYBOX_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/library/busybox:latest".into())
+}
+
+pub fn web_image() -> String {
+    format!(
+        "{}/berth/web:latest",
+        std::env::var("BERTH_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
+    )
+}
+
+/// berthd next to the kubelet binary (same target folder).
+fn berthd_bin() -> PathBuf {
+    let k = Path::new(env!("CARGO_BIN_EXE_berth-kubelet"));
+    let b = k.with_file_name("berthd");
+    assert!(
+        b.exists() && k.with_file_name("berth-shim").exists(),
+        "{} or berth-shim missing: build them first (cargo build --release -p berth-cri)",
+        b.display()
+    );
+    b
+}
+
+pub fn slot(salt: u32) -> u32 {
+    (std::process::id().wrapping_mul(31).wrapping_add(salt * 11)) % 200 + 20
+}
+
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub berthd: Option<Child>,
+    pub kubelet: Option<Child>,
+    pub socket: PathBuf,
+    pub manifests: PathBuf,
+    pub bridge: String,
+    /// The node name; pods are `<name>-<node>`.
+    pub node: String,
+    /// The runtime is a shared one (the test bed's containerd): only this
+    /// node's pods are removed at the end.
+    shared_runtime: bool,
+    kubelet_runs: u32,
+}
+
+impl Node {
+    pub fn start(salt: u32) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let n = slot(salt);
+        let bridge = format!("bk{}x{n}", std::process::id() % 100_000);
+        let net = dir.path().join("net.d");
+        std::fs::create_dir(&net).unwrap();
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0", "name": format!("kubelet-test-{n}"),
+            "plugins": [
+                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("10.204.{n}.0/24")}]],
+                          "dataDir": dir.path().join("ipam")}},
+                {"type": "portmap", "capabilities": {"portMappings": true}},
+                {"type": "loopback"}
+            ]
+        });
+        std::fs::write(net.join("10-test.conflist"), conf.to_string()).unwrap();
+        let socket = dir.path().join("berthd.sock");
+        std::fs::write(
+            dir.path().join("berthd.toml"),
+            format!(
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncni_conf_dir = {:?}\ncni_bin_dirs = [\"/usr/lib/cni\", \"/opt/cni/bin\"]\n",
+                socket,
+                dir.path().join("root"),
+                dir.path().join("state"),
+                net
+            ),
+        )
+        .unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        std::fs::write(
+            dir.path().join("kubelet.yaml"),
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\nsyncFrequency: 10s\n",
+                manifests.display(),
+                dir.path().join("logs").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("berthd.log")).unwrap();
+        let berthd = Command::new(berthd_bin())
+            .arg("--config")
+            .arg(dir.path().join("berthd.toml"))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut node = Node {
+            dir,
+            berthd: Some(berthd),
+            kubelet: None,
+            socket,
+            manifests,
+            bridge,
+            node: NODE.into(),
+            shared_runtime: false,
+            kubelet_runs: 0,
+        };
+        let sock = node.socket.clone();
+        wait_until(Duration::from_secs(15), "berthd socket", || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+        node.start_kubelet();
+        node
+    }
+
+    /// A kubelet on the test bed's containerd (`BERTH_CONTAINERD_ENDPOINT`),
+    /// or None when it does not run. The node name is unique to this test.
+    pub fn on_containerd(salt: u32) -> Option<Node> {
+        let endpoint = std::env::var("BERTH_CONTAINERD_ENDPOINT").ok()?;
+        let socket = PathBuf::from(endpoint.strip_prefix("unix://")?);
+        std::os::unix::net::UnixStream::connect(&socket).ok()?;
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        std::fs::write(
+            dir.path().join("kubelet.yaml"),
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\n",
+                manifests.display(),
+                dir.path().join("logs").display()
+            ),
+        )
+        .unwrap();
+        let mut node = Node {
+            dir,
+            berthd: None,
+            kubelet: None,
+            socket,
+            manifests,
+            bridge: String::new(),
+            node: format!("ctrd-{}-{}", std::process::id(), slot(salt)),
+            shared_runtime: true,
+            kubelet_runs: 0,
+        };
+        node.start_kubelet();
+        Some(node)
+    }
+
+    pub fn start_kubelet(&mut self) {
+        self.kubelet_runs += 1;
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("kubelet-{}.log", self.kubelet_runs)),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berth-kubelet"))
+            .arg("--config")
+            .arg(self.dir.path().join("kubelet.yaml"))
+            .arg("--root-dir")
+            .arg(self.dir.path().join("kubelet"))
+            .arg(format!(
+                "--container-runtime-endpoint=unix://{}",
+                self.socket.display()
+            ))
+            .arg(format!("--hostname-override={}", self.node))
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.kubelet = Some(child);
+    }
+
+    /// SIGTERM the kubelet and wait for it (pods keep running).
+    pub fn stop_kubelet(&mut self) {
+        if let Some(mut c) = self.kubelet.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("berth-kubelet did not stop on SIGTERM within 10 s");
+        }
+    }
+
+    /// The log of the kubelet's `i`th run (from 1).
+    pub fn kubelet_run_log(&self, i: u32) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("kubelet-{i}.log")))
+            .unwrap_or_default()
+    }
+
+    /// All kubelet logs so far.
+    pub fn kubelet_log(&self) -> String {
+        (1..=self.kubelet_runs)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("kubelet-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("")
+    }
+
+    pub fn write_manifest(&self, file: &str, text: &str) {
+        // Written aside and renamed in, as a careful admin would.
+        let tmp = self.manifests.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.manifests.join(file)).unwrap();
+    }
+
+    pub fn remove_manifest(&self, file: &str) {
+        std::fs::remove_file(self.manifests.join(file)).unwrap();
+    }
+
+    /// The status file of static pod `name` (the kubelet appends the node name).
+    pub fn status(&self, name: &str) -> Option<Value> {
+        let full = format!("{name}-{}", self.node);
+        let rd = std::fs::read_dir(self.dir.path().join("kubelet/pods")).ok()?;
+        for e in rd.flatten() {
+            let Ok(text) = std::fs::read(e.path().join("status.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<Value>(&text) else {
+                continue;
+            };
+            if v["metadata"]["name"] == full.as_str() {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// Wait until pod `name`'s status satisfies `f`; returns that status.
+    pub fn wait_status(
+        &self,
+        name: &str,
+        secs: u64,
+        what: &str,
+        f: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(s) = self.status(name)
+                && f(&s)
+            {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {secs}s waiting for pod {name}: {what}\nlast status: {}\nkubelet log:\n{}",
+                    self.status(name)
+                        .map(|s| serde_json::to_string_pretty(&s["status"]).unwrap())
+                        .unwrap_or_default(),
+                    self.kubelet_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(connect(&self.socket).await)
+    }
+
+    /// The runtime's sandboxes and containers of pod `uid` (by its label).
+    pub async fn runtime_objects(&self, uid: &str) -> (Vec<cri::PodSandbox>, Vec<cri::Container>) {
+        let mut rt = self.runtime().await;
+        let sel: std::collections::HashMap<String, String> =
+            [("io.kubernetes.pod.uid".to_owned(), uid.to_owned())].into();
+        let sbs = rt
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: sel.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        let cs = rt
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: sel,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        (sbs, cs)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.kubelet.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- kubelet log ---\n{}", self.kubelet_log());
+            eprintln!(
+                "--- berthd log ---\n{}",
+                std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+            );
+        }
+        // Every sandbox (of this node, on a shared runtime) through the
+        // runtime itself (CNI DEL, namespaces).
+        if self.berthd.is_some() || self.shared_runtime {
+            let sock = self.socket.clone();
+            let suffix = format!("-{}", self.node);
+            let shared = self.shared_runtime;
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut c = RuntimeServiceClient::new(connect(&sock).await);
+                    if let Ok(list) = c
+                        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                        .await
+                    {
+                        for sb in list.into_inner().items {
+                            let ours = sb
+                                .labels
+                                .get("io.kubernetes.pod.name")
+                                .is_some_and(|n| n.ends_with(&suffix));
+                            if shared && !ours {
+                                continue;
+                            }
+                            let _ = c
+                                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                                    pod_sandbox_id: sb.id.clone(),
+                                })
+                                .await;
+                            let _ = c
+                                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                                    pod_sandbox_id: sb.id,
+                                })
+                                .await;
+                        }
+                    }
+                })
+            })
+            .join();
+        }
+        if self.shared_runtime {
+            return;
+        }
+        if let Some(mut c) = self.berthd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in shims_under(self.dir.path()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let ns = self.dir.path().join("state/ns");
+        if let Ok(rd) = std::fs::read_dir(&ns) {
+            for e in rd.flatten() {
+                let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Pids of live berth-shim processes whose command line names `dir`.
+fn shims_under(dir: &Path) -> Vec<i32> {
+    let want = dir.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                .into_owned();
+        if cmd.contains("berth-shim") && cmd.contains(&want) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+pub fn wait_until(timeout: Duration, what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub async fn connect(socket: &Path) -> Channel {
+    let socket = socket.to_owned();
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await
+        .expect("connect to berthd")
+}
+
+/// GET http://127.0.0.1:port/ and return the body (plain HTTP/1.0).
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_owned())
+}
+
+pub fn phase(s: &Value) -> &str {
+    s["status"]["phase"].as_str().unwrap_or("")
+}
+
+pub fn uid(s: &Value) -> String {
+    s["metadata"]["uid"].as_str().unwrap().to_owned()
+}
