@@ -93,6 +93,9 @@ impl Shim {
             bundle: self.bundle(name, script),
             runtime: self.runtime(),
             log_path: Some(self.dir.path().join("logs").join(format!("{name}.log"))),
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         };
         self.ids.push(id.clone());
         assert_eq!(call(&self.socket, &req).await.unwrap(), Response::Ok);
@@ -265,6 +268,9 @@ async fn runtime_errors_come_back_with_the_runtime_message() {
             bundle,
             runtime: s.runtime(),
             log_path: None,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         },
     )
     .await
@@ -293,6 +299,9 @@ async fn a_container_without_a_log_file_can_still_write_output() {
         bundle: s.bundle("nolog", "sleep 0.2; echo out; echo err >&2; exit 0"),
         runtime: s.runtime(),
         log_path: None,
+        stdin: false,
+        stdin_once: false,
+        tty: false,
     };
     s.ids.push(id.clone());
     assert_eq!(s.req(req).await, Response::Ok);
