@@ -257,6 +257,24 @@ async fn exec_and_port_forward_through_crictl() {
     assert!(again.contains("berth-web-ok"), "{again}");
 }
 
+/// berthd's log and every monitor's, for a failure message.
+fn diag(b: &Berthd) -> String {
+    let mut out = b.log();
+    let mut stack = vec![b.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.ends_with("rootfs") {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "shim.log") {
+                out += &format!("\n--- {}\n", p.display());
+                out += &std::fs::read_to_string(&p).unwrap_or_default();
+            }
+        }
+    }
+    out
+}
+
 /// Wait until the container's monitor reports it exited.
 async fn wait_exited(rt: &mut Rt, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -324,7 +342,12 @@ async fn attach_through_crictl() {
     let mut a = crictl(&b);
     a.args(["attach", "-i", &reader]);
     let (code, out, err) = output(a, Some(b"hello\n")).await;
-    assert_eq!((code, out.as_str()), (0, "got:hello\n"), "stderr: {err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "got:hello\n"),
+        "stderr: {err}\n{}",
+        diag(&b)
+    );
     assert!(err.contains("to-stderr"), "{err}");
     wait_exited(&mut rt, &reader).await;
     // What went through the session is in the CRI log too.
@@ -378,7 +401,13 @@ async fn attach_through_crictl() {
     wait_exited(&mut rt, &tty).await;
     // A terminal's output is logged as stdout.
     let log = std::fs::read_to_string(logs.join("tty.log")).unwrap();
-    assert!(log.contains(" stdout F 17 91"), "{log}");
+    // (Input the client sent is echoed by the terminal, so the line may
+    // start with it.)
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" stdout F ") && l.ends_with("17 91")),
+        "{log}"
+    );
 
     // Nothing to attach to once it exited, or when it does not exist.
     let gone = rt

@@ -63,6 +63,11 @@ async fn bridge(req: &AttachRequest, s: super::exec::Streams) -> Outcome {
                 break;
             }
         }
+        // Input is over, output is not: keep the write half (dropping it
+        // would shut it down, and the monitor takes EOF as the client gone)
+        // until the session ends and this task is aborted.
+        std::future::pending::<()>().await;
+        drop(to_shim);
     });
     let mut inputs = tokio::task::JoinSet::new();
     if let Some(mut stdin) = s.stdin {
