@@ -158,9 +158,11 @@ pub mod frame {
         }
     }
 
-    /// The first whole frame in `buf`: (kind, payload, bytes used), or
-    /// `None` while it is incomplete.
-    pub fn parse(buf: &[u8]) -> Result<Option<(u8, &[u8], usize)>, FrameError> {
+    /// A parsed frame: kind, payload, bytes of the buffer it used.
+    pub type Frame<'a> = (u8, &'a [u8], usize);
+
+    /// The first whole frame in `buf`, or `None` while it is incomplete.
+    pub fn parse(buf: &[u8]) -> Result<Option<Frame<'_>>, FrameError> {
         let Some(head) = buf.get(..HEADER) else {
             return Ok(None);
         };

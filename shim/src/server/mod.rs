@@ -325,28 +325,25 @@ impl Shim {
 
     fn dispatch(&mut self, src: Source, ev: PollFlags, listener: &UnixListener, sigfd: &SignalFd) {
         match src {
-            Source::Listener => loop {
-                match listener.accept() {
-                    Ok((sock, _)) => {
-                        if sock.set_nonblocking(true).is_err() {
-                            continue;
-                        }
-                        let t = self.next_token;
-                        self.next_token += 1;
-                        self.conns.insert(
-                            t,
-                            Conn {
-                                sock,
-                                rbuf: Vec::new(),
-                                wbuf: Vec::new(),
-                                mode: Mode::Request,
-                                eof: false,
-                            },
-                        );
+            Source::Listener => {
+                while let Ok((sock, _)) = listener.accept() {
+                    if sock.set_nonblocking(true).is_err() {
+                        continue;
                     }
-                    Err(_) => break,
+                    let t = self.next_token;
+                    self.next_token += 1;
+                    self.conns.insert(
+                        t,
+                        Conn {
+                            sock,
+                            rbuf: Vec::new(),
+                            wbuf: Vec::new(),
+                            mode: Mode::Request,
+                            eof: false,
+                        },
+                    );
                 }
-            },
+            }
             Source::Signal => {
                 while let Ok(Some(_)) = sigfd.read_signal() {}
                 self.reap();
@@ -459,17 +456,7 @@ impl Shim {
             .map(|(t, _)| *t)
             .collect();
         for t in ready {
-            loop {
-                let Some(c) = self.conns.get_mut(&t) else {
-                    break;
-                };
-                if !matches!(c.mode, Mode::Request) {
-                    break;
-                }
-                let Some(nl) = c.rbuf.iter().position(|&b| b == b'\n') else {
-                    break;
-                };
-                let line: Vec<u8> = c.rbuf.drain(..=nl).collect();
+            while let Some(line) = self.next_line(t) {
                 match serde_json::from_slice::<Request>(&line) {
                     Ok(req) => self.handle(t, req),
                     Err(e) => {
@@ -482,6 +469,16 @@ impl Shim {
             }
             self.maybe_close(t);
         }
+    }
+
+    /// The next request line of an idle connection.
+    fn next_line(&mut self, t: Token) -> Option<Vec<u8>> {
+        let c = self.conns.get_mut(&t)?;
+        if !matches!(c.mode, Mode::Request) {
+            return None;
+        }
+        let nl = c.rbuf.iter().position(|&b| b == b'\n')?;
+        Some(c.rbuf.drain(..=nl).collect())
     }
 
     fn handle(&mut self, t: Token, req: Request) {
@@ -506,20 +503,20 @@ impl Shim {
                 };
                 match self.create(t, c) {
                     Ok(()) => return,
-                    Err(e) => e,
+                    Err(e) => *e,
                 }
             }
             Request::Start { id } => match self.start(t, &id) {
                 Ok(()) => return,
-                Err(e) => e,
+                Err(e) => *e,
             },
             Request::Kill { id, signal, all } => match self.kill(t, &id, signal, all) {
                 Ok(()) => return,
-                Err(e) => e,
+                Err(e) => *e,
             },
             Request::Delete { id } => match self.delete(t, &id) {
                 Ok(()) => return,
-                Err(e) => e,
+                Err(e) => *e,
             },
             Request::State { id } => match self.entries.get(&id) {
                 Some(e) => Response::State {

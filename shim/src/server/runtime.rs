@@ -22,6 +22,10 @@ use crate::logfmt::Stream;
 use crate::logger::{LineSplitter, LogFile};
 use crate::proto::{ContainerState, ErrorKind, Response, RuntimeCmd, Status, frame};
 
+/// A request's fate: `Ok`, its answer comes when its runtime call is
+/// reaped; `Err`, the answer to send now (not necessarily an error).
+pub(super) type Answer = Result<(), Box<Response>>;
+
 impl Shim {
     // --- the runtime -------------------------------------------------------
 
@@ -34,7 +38,7 @@ impl Shim {
         args: &[&str],
         stdio: [Stdio; 3],
         op: Op,
-    ) -> Result<(), Response> {
+    ) -> Answer {
         let log = self.dir.join(format!("{id}.runtime.log"));
         let _ = std::fs::remove_file(&log);
         let [i, o, e] = stdio;
@@ -138,13 +142,14 @@ impl Shim {
         self.respond(p.conn, &resp);
     }
 
-    pub(super) fn create(&mut self, t: Token, a: CreateArgs) -> Result<(), Response> {
+    pub(super) fn create(&mut self, t: Token, a: CreateArgs) -> Answer {
         let id = a.id;
         if !valid_id(&id) {
             return Err(err(
                 ErrorKind::BadRequest,
                 format!("container id {id:?} is not valid"),
-            ));
+            )
+            .into());
         }
         let creating = self
             .commands
@@ -154,7 +159,8 @@ impl Shim {
             return Err(err(
                 ErrorKind::AlreadyExists,
                 format!("container {id} already exists"),
-            ));
+            )
+            .into());
         }
         let log = a
             .log_path
@@ -307,18 +313,16 @@ impl Shim {
         Response::Ok
     }
 
-    pub(super) fn start(&mut self, t: Token, id: &str) -> Result<(), Response> {
+    pub(super) fn start(&mut self, t: Token, id: &str) -> Answer {
         let Some(e) = self.entries.get(id) else {
-            return Err(err(
-                ErrorKind::NotFound,
-                format!("container {id} not found"),
-            ));
+            return Err(err(ErrorKind::NotFound, format!("container {id} not found")).into());
         };
         if e.state.status != Status::Created {
             return Err(err(
                 ErrorKind::FailedPrecondition,
                 format!("container {id} is {:?}, not created", e.state.status),
-            ));
+            )
+            .into());
         }
         // The container may run and exit before `start` returns: take the
         // start time first, so started_at never comes after finished_at.
@@ -329,21 +333,12 @@ impl Shim {
         self.spawn_runtime(t, id, &rt, &["start", id], null3(), op)
     }
 
-    pub(super) fn kill(
-        &mut self,
-        t: Token,
-        id: &str,
-        signal: i32,
-        all: bool,
-    ) -> Result<(), Response> {
+    pub(super) fn kill(&mut self, t: Token, id: &str, signal: i32, all: bool) -> Answer {
         let Some(e) = self.entries.get(id) else {
-            return Err(err(
-                ErrorKind::NotFound,
-                format!("container {id} not found"),
-            ));
+            return Err(err(ErrorKind::NotFound, format!("container {id} not found")).into());
         };
         if e.state.status == Status::Exited {
-            return Err(Response::Ok);
+            return Err(Box::new(Response::Ok));
         }
         let rt = e.state.runtime.clone();
         let sig = signal.to_string();
@@ -355,15 +350,16 @@ impl Shim {
         self.spawn_runtime(t, id, &rt, &args, null3(), Op::Kill)
     }
 
-    pub(super) fn delete(&mut self, t: Token, id: &str) -> Result<(), Response> {
+    pub(super) fn delete(&mut self, t: Token, id: &str) -> Answer {
         let Some(e) = self.entries.get(id) else {
-            return Err(Response::Ok);
+            return Err(Box::new(Response::Ok));
         };
         if e.state.status == Status::Running {
             return Err(err(
                 ErrorKind::FailedPrecondition,
                 format!("container {id} is running: stop it first"),
-            ));
+            )
+            .into());
         }
         let rt = e.state.runtime.clone();
         self.spawn_runtime(t, id, &rt, &["delete", "--force", id], null3(), Op::Delete)
