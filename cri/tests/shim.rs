@@ -463,3 +463,53 @@ async fn attach_sessions_share_stdin_get_output_and_drive_a_terminal() {
     let log = s.log("tty");
     assert!(log.lines().any(|l| l.contains(" stdout F 5 7")), "{log}");
 }
+
+#[tokio::test]
+async fn a_tty_container_whose_terminal_never_comes_is_removed_again() {
+    let mut s = Shim::start();
+    // Asked for a tty, but the bundle has no terminal: the runtime refuses,
+    // or creates the container without ever sending a pty master.
+    let id = format!("shimtest-{}-notty", std::process::id());
+    let bundle = s.bundle("notty", "sleep 100");
+    s.ids.push(id.clone());
+    let r = s
+        .req(Request::Create {
+            id: id.clone(),
+            bundle,
+            runtime: s.runtime(),
+            log_path: None,
+            stdin: true,
+            stdin_once: false,
+            tty: true,
+        })
+        .await;
+    match r {
+        // runc refuses a console socket without a terminal; berth-runc
+        // creates the container, and the monitor gives up on it.
+        Response::Error { message, .. } => assert!(
+            message.contains("pty master") || message.contains("console"),
+            "{message}"
+        ),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(matches!(
+        s.req(Request::State { id: id.clone() }).await,
+        Response::Error { .. }
+    ));
+    // The monitor removes what the runtime made (in the background).
+    let mut listed = String::new();
+    for _ in 0..100 {
+        let list = Command::new(&*RUNC)
+            .arg("--root")
+            .arg(s.runtime().root)
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        listed = String::from_utf8_lossy(&list.stdout).into_owned();
+        if !listed.contains(&id) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the runtime still lists {id}: {listed}");
+}

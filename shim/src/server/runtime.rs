@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -258,6 +257,7 @@ impl Shim {
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
         else {
+            self.abandon(id, &runtime);
             return err(
                 ErrorKind::Runtime,
                 format!("container {id}: runtime wrote no pid file"),
@@ -269,9 +269,8 @@ impl Shim {
             match master.and_then(|m| pty_io(&mut io, m)) {
                 Ok(()) => {}
                 Err(e) => {
-                    // The container exists but cannot be talked to: kill it,
-                    // its exit is reaped as usual.
-                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    // The container exists but cannot be talked to.
+                    self.abandon(id, &runtime);
                     return err(
                         ErrorKind::Runtime,
                         format!("container {id}: receive the pty master: {e}"),
@@ -311,6 +310,21 @@ impl Shim {
         }
         note!("container {id} created, pid {pid}");
         Response::Ok
+    }
+
+    /// The runtime made a container the monitor cannot keep (no pid, no
+    /// terminal): `<runtime> delete --force` it in the background, so no
+    /// runtime state or cgroup is left behind (berthd's clean-up `Delete`
+    /// finds no record here to do it).
+    fn abandon(&mut self, id: &str, rt: &RuntimeCmd) {
+        let _ = self.spawn_runtime(
+            Token::MAX,
+            id,
+            rt,
+            &["delete", "--force", id],
+            null3(),
+            Op::Delete,
+        );
     }
 
     pub(super) fn start(&mut self, t: Token, id: &str) -> Answer {
@@ -475,7 +489,9 @@ fn null3() -> [Stdio; 3] {
 fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
     let (sock, _) = listener.accept()?;
     sock.set_nonblocking(false)?;
-    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // The runtime sent the master before it exited, so it is there or it
+    // never comes; the wait is short because the whole pod's loop waits.
+    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
