@@ -181,6 +181,15 @@ CTD_PRE=$(cric pods -q 2>/dev/null | tr '\n' ' ' || true)
 # --- berthd ----------------------------------------------------------------------
 mkdir -p "$WORK/bin" "$WORK/net.d" "$WORK/logs"
 for b in berthd berth-shim berth-runc berth-pause; do cp "$REL/$b" "$WORK/bin/"; done
+# The monitor as hack/build.sh installs it (static musl, size-optimized),
+# when it has been built; else berth-cri's development build.
+if [ -x "$(lean_shim_path)" ]; then
+    cp "$(lean_shim_path)" "$WORK/bin/berth-shim"
+    SHIM_BUILD="berth-shim: the lean build ($(lean_shim_path))"
+else
+    SHIM_BUILD="berth-shim: berth-cri's development build, not the lean one (run hack/build.sh)"
+    log "warning: $SHIM_BUILD"
+fi
 write_mirrors "$WORK/certs.d"
 # The same plugin chain as the test bed's containerd (bridge with masquerade
 # and hairpin, portmap; loopback, which containerd runs on its own).
@@ -221,10 +230,10 @@ fi
 # --- the measurements ----------------------------------------------------------
 log "runs=$RUNS pods=$PODS parallel=$PAR; berthd pid $BPID (subnet $SUBNET.0/24), containerd pid $CTD_PID"
 python3 - "$WORK" "$CRICTL" "$RUNID" "$IMAGE" "$RUNS" "$PODS" "$PAR" "$BPID" "$CTD_PID" "$CTD_SOCK" \
-    "$CTD_PRE" "$BERTH_PULL" <<'PY' &
+    "$CTD_PRE" "$BERTH_PULL" "$SHIM_BUILD" <<'PY' &
 import concurrent.futures as cf, json, math, os, statistics, subprocess, sys, time
 
-(work, crictl, runid, image, runs, pods, par, bpid, cpid, csock, cpre, berth_pull) = sys.argv[1:]
+(work, crictl, runid, image, runs, pods, par, bpid, cpid, csock, cpre, berth_pull, shim_build) = sys.argv[1:]
 runs, pods, par, bpid, cpid = int(runs), int(pods), int(par), int(bpid), int(cpid)
 cpre = set(cpre.split())
 notes = []
@@ -495,6 +504,7 @@ print("RSS = summed VmRSS (the issue's measure; shared pages count once per proc
       "PSS splits shared pages among the processes")
 print("note: containerd starts a pause container for every pod; berthd starts none when pid=CONTAINER")
 print(f"note: berthd's image was pulled with {berth_pull}")
+print(f"note: {shim_build}")
 for n in notes:
     print("note:", n)
 

@@ -2,7 +2,7 @@
 # crictl against berthd, as a user would use it: version, info, pull (a
 # local registry name and a registry.k8s.io name through the test bed's
 # mirror), images, inspecti, imagefsinfo, runp, pods, inspectp, create,
-# start, ps, inspect, logs, exec -s, stop, rm, stopp, rmp, rmi, and a pod
+# start, ps, inspect, logs, exec -s, attach -i, stop, rm, stopp, rmp, rmi, and a pod
 # with the shared PID namespace (pause is PID 1). Runs an isolated berthd
 # with its own socket, folders, bridge, subnet, cgroup parent and mirror
 # configuration; everything (containers, mounts, cgroups too) is removed at
@@ -143,6 +143,21 @@ check "crictl exec -s <ctr> sh -c 'exit 3' exits 3" \
 # busybox sh execs the last command of -c: PID 1 is "sleep 300".
 check "crictl exec -s sees the container's own PID namespace (PID 1: sleep 300)" \
     t 'out=$(cr exec -s --timeout 10 "$CTR" cat /proc/1/cmdline | tr "\0" " "); echo "[$out]"; [ "$out" = "sleep 300 " ]'
+# attach: a container with stdin (stdin_once) gets what crictl attach -i
+# sends, and ends when that input ends; its output comes back.
+cat >"$WORK/attach.json" <<JSON
+{"metadata":{"name":"crictl-attach","attempt":0},
+ "image":{"image":"$LOCAL_IMAGE"},
+ "command":["sh","-c","cat; echo attach-done"],
+ "stdin":true,"stdin_once":true,
+ "log_path":"crictl-attach.log",
+ "linux":{"security_context":{"namespace_options":{"pid":1}}}}
+JSON
+ACTR=$(crictl_ create "$POD" "$WORK/attach.json" "$WORK/pod.json" || true)
+check "crictl attach -i <ctr with stdin_once> echoes the input and ends with it" \
+    t 'cr start "$ACTR" && out=$(printf "via-attach\n" | timeout 30 "$BIN/crictl" --config "$WORK/crictl.yaml" attach -i "$ACTR" 2>"$WORK/attach.err"); echo "[$out]"; cat "$WORK/attach.err"
+       [ "$out" = "$(printf "via-attach\nattach-done")" ]'
+check "crictl rm of the attached container" t 'for i in $(seq 50); do cr rm "$ACTR" >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1'
 check "crictl inspect: CONTAINER_RUNNING, image $LOCAL_IMAGE, its labels" \
     jqe ".status.state == \"CONTAINER_RUNNING\" and .status.image.image == \"$LOCAL_IMAGE\" and .status.labels.app == \"crictl-ctr\"" inspect "$CTR"
 check "crictl ps --pod lists it under its pod" t '[ "$(cr ps -q --pod "$POD")" = "$CTR" ]'

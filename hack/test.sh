@@ -81,8 +81,8 @@ eval "$(bash hack/testbed.sh env)"
 tier lint "rustfmt + clippy -D warnings" bash -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings'
 tier unit "inline unit tests, no root needed" cargo test --release --workspace --lib --bins
 tier integration "real namespaces, registries, CNI (root)" cargo test --release --workspace --test '*'
-BERTH_SHIM_TEST_RUNTIME=$BIN/berth-runc \
-    tier shim-berth-runc "berth-shim driving berth-runc instead of runc" cargo test --release -p berth-cri --test shim
+BERTH_SHIM_TEST_RUNTIME=$BIN/berth-runc BERTH_SHIM_BIN=$BIN/berth-shim \
+    tier shim-berth-runc "the installed (lean, static) berth-shim driving berth-runc instead of runc" cargo test --release -p berth-cri --test shim
 
 if [ $QUICK = 0 ]; then
     tier testbed "registries, images, peer tools, containerd, control plane" bash hack/check-testbed.sh

@@ -10,15 +10,14 @@ pub mod container;
 pub mod deadline;
 pub mod error;
 pub mod images;
-pub mod logfmt;
 pub mod pinns;
 pub mod reserve;
 pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod shim;
-pub mod store;
 pub mod stream;
 
+pub use berth_shim::{logfmt, store};
 pub use config::Config;
 pub use error::{Error, Result};

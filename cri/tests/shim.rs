@@ -1,6 +1,7 @@
 //! berth-shim as berthd uses it, with Debian's runc as the OCI runtime and a
 //! busybox bundle: create/start/wait, exit codes, CRI logs, kill, delete,
-//! durable exit records, shutdown. Needs root.
+//! durable exit records, shutdown, attach sessions (pipes and a terminal).
+//! Needs root.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,11 @@ impl Shim {
     fn start() -> Shim {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("shim.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        // BERTH_SHIM_BIN: test another build of the monitor (hack/test.sh
+        // runs these tests on the installed lean one too).
+        let bin = std::env::var_os("BERTH_SHIM_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_berth-shim").into());
+        let mut child = Command::new(bin)
             .arg("--dir")
             .arg(dir.path().join("shim"))
             .arg("--socket")
@@ -64,7 +69,7 @@ impl Shim {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for applet in ["sh", "sleep", "echo"] {
+        for applet in ["sh", "sleep", "echo", "cat", "stty", "tty", "seq"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
         assert!(
@@ -93,6 +98,9 @@ impl Shim {
             bundle: self.bundle(name, script),
             runtime: self.runtime(),
             log_path: Some(self.dir.path().join("logs").join(format!("{name}.log"))),
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         };
         self.ids.push(id.clone());
         assert_eq!(call(&self.socket, &req).await.unwrap(), Response::Ok);
@@ -265,6 +273,9 @@ async fn runtime_errors_come_back_with_the_runtime_message() {
             bundle,
             runtime: s.runtime(),
             log_path: None,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         },
     )
     .await
@@ -293,6 +304,9 @@ async fn a_container_without_a_log_file_can_still_write_output() {
         bundle: s.bundle("nolog", "sleep 0.2; echo out; echo err >&2; exit 0"),
         runtime: s.runtime(),
         log_path: None,
+        stdin: false,
+        stdin_once: false,
+        tty: false,
     };
     s.ids.push(id.clone());
     assert_eq!(s.req(req).await, Response::Ok);
@@ -303,4 +317,199 @@ async fn a_container_without_a_log_file_can_still_write_output() {
         Some(0),
         "writing to stdout without a log file must not kill it (SIGPIPE is 141)"
     );
+}
+
+/// Read attach frames until `want` is in the output of `kind`, or the
+/// session ends; what came of that stream.
+async fn read_until(sock: &mut tokio::net::UnixStream, kind: u8, want: &str) -> String {
+    use berth_cri::shim::proto::frame;
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut out = String::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        while !out.contains(want) {
+            let n = sock.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((k, p, used)) = frame::parse(&buf).unwrap() {
+                if k == kind {
+                    out.push_str(&String::from_utf8_lossy(p));
+                }
+                buf.drain(..used);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), read).await;
+    out
+}
+
+async fn send_frame(sock: &mut tokio::net::UnixStream, kind: u8, payload: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut f = Vec::new();
+    berth_cri::shim::proto::frame::encode(&mut f, kind, payload);
+    sock.write_all(&f).await.unwrap();
+}
+
+fn attach_req(id: &str) -> Request {
+    Request::Attach {
+        id: id.to_owned(),
+        stdin: true,
+        stdout: true,
+        stderr: true,
+    }
+}
+
+#[tokio::test]
+async fn attach_sessions_share_stdin_get_output_and_drive_a_terminal() {
+    use berth_cri::shim::client::attach;
+    use berth_cri::shim::proto::frame;
+    let mut s = Shim::start();
+
+    // Pipes: stdin stays open from one session to the next (no stdin_once).
+    let id = format!("shimtest-{}-att", std::process::id());
+    let bundle = s.bundle("att", "read a; echo got:$a; read b; echo got:$b >&2");
+    s.ids.push(id.clone());
+    let create = Request::Create {
+        id: id.clone(),
+        bundle,
+        runtime: s.runtime(),
+        log_path: Some(s.dir.path().join("logs").join("att.log")),
+        stdin: true,
+        stdin_once: false,
+        tty: false,
+    };
+    assert_eq!(s.req(create).await, Response::Ok);
+    assert_eq!(s.req(Request::Start { id: id.clone() }).await, Response::Ok);
+    let (r, sock) = attach(&s.socket, &attach_req(&id)).await.unwrap();
+    assert_eq!(r, Response::Ok);
+    let mut sock = sock.unwrap();
+    send_frame(&mut sock, frame::STDIN, b"one\n").await;
+    assert!(
+        read_until(&mut sock, frame::STDOUT, "got:one")
+            .await
+            .contains("got:one")
+    );
+    // The client's input ends, then the client goes: the container's stdin
+    // stays open for the next session.
+    send_frame(&mut sock, frame::STDIN_CLOSE, b"").await;
+    drop(sock);
+    let (_, sock) = attach(&s.socket, &attach_req(&id)).await.unwrap();
+    let mut sock = sock.unwrap();
+    send_frame(&mut sock, frame::STDIN, b"two\n").await;
+    assert!(
+        read_until(&mut sock, frame::STDERR, "got:two")
+            .await
+            .contains("got:two")
+    );
+    // The container exited: the session ends.
+    read_until(&mut sock, frame::STDOUT, "never printed").await;
+    let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
+    assert_eq!(st.exit_code, Some(0));
+    let log = s.log("att");
+    assert!(
+        log.lines().any(|l| l.ends_with(" stdout F got:one")),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.ends_with(" stderr F got:two")),
+        "{log}"
+    );
+    let (r, _) = attach(&s.socket, &attach_req(&id)).await.unwrap();
+    assert!(
+        matches!(
+            r,
+            Response::Error {
+                kind: berth_cri::shim::proto::ErrorKind::FailedPrecondition,
+                ..
+            }
+        ),
+        "attach to an exited container: {r:?}"
+    );
+
+    // A terminal: the pty master comes over the console socket; resizes
+    // reach the container, its output is logged as stdout.
+    let id = format!("shimtest-{}-tty", std::process::id());
+    let bundle = s.bundle(
+        "tty",
+        "for i in $(seq 200); do [ \"$(stty size)\" = '5 7' ] && break; sleep 0.05; done; stty size; tty",
+    );
+    let cfg = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    spec["process"]["terminal"] = true.into();
+    std::fs::write(&cfg, spec.to_string()).unwrap();
+    s.ids.push(id.clone());
+    let create = Request::Create {
+        id: id.clone(),
+        bundle,
+        runtime: s.runtime(),
+        log_path: Some(s.dir.path().join("logs").join("tty.log")),
+        stdin: true,
+        stdin_once: false,
+        tty: true,
+    };
+    assert_eq!(s.req(create).await, Response::Ok);
+    assert_eq!(s.req(Request::Start { id: id.clone() }).await, Response::Ok);
+    let (_, sock) = attach(&s.socket, &attach_req(&id)).await.unwrap();
+    let mut sock = sock.unwrap();
+    send_frame(&mut sock, frame::RESIZE, &[0, 7, 0, 5]).await;
+    let out = read_until(&mut sock, frame::STDOUT, "/dev/").await;
+    assert!(out.contains("5 7"), "{out}");
+    let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
+    assert_eq!(st.exit_code, Some(0));
+    let log = s.log("tty");
+    assert!(log.lines().any(|l| l.contains(" stdout F 5 7")), "{log}");
+}
+
+#[tokio::test]
+async fn a_tty_container_whose_terminal_never_comes_is_removed_again() {
+    let mut s = Shim::start();
+    // Asked for a tty, but the bundle has no terminal: the runtime refuses,
+    // or creates the container without ever sending a pty master.
+    let id = format!("shimtest-{}-notty", std::process::id());
+    let bundle = s.bundle("notty", "sleep 100");
+    s.ids.push(id.clone());
+    let r = s
+        .req(Request::Create {
+            id: id.clone(),
+            bundle,
+            runtime: s.runtime(),
+            log_path: None,
+            stdin: true,
+            stdin_once: false,
+            tty: true,
+        })
+        .await;
+    match r {
+        // runc refuses a console socket without a terminal; berth-runc
+        // creates the container, and the monitor gives up on it.
+        Response::Error { message, .. } => assert!(
+            message.contains("pty master") || message.contains("console"),
+            "{message}"
+        ),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(matches!(
+        s.req(Request::State { id: id.clone() }).await,
+        Response::Error { .. }
+    ));
+    // The monitor removes what the runtime made (in the background).
+    let mut listed = String::new();
+    for _ in 0..100 {
+        let list = Command::new(&*RUNC)
+            .arg("--root")
+            .arg(s.runtime().root)
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        listed = String::from_utf8_lossy(&list.stdout).into_owned();
+        if !listed.contains(&id) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the runtime still lists {id}: {listed}");
 }

@@ -256,3 +256,176 @@ async fn exec_and_port_forward_through_crictl() {
     assert!(body.contains("berth-web-ok"), "{body}");
     assert!(again.contains("berth-web-ok"), "{again}");
 }
+
+/// berthd's log and every monitor's, for a failure message.
+fn diag(b: &Berthd) -> String {
+    let mut out = b.log();
+    let mut stack = vec![b.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.ends_with("rootfs") {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "shim.log") {
+                out += &format!("\n--- {}\n", p.display());
+                out += &std::fs::read_to_string(&p).unwrap_or_default();
+            }
+        }
+    }
+    out
+}
+
+/// Wait until the container's monitor reports it exited.
+async fn wait_exited(rt: &mut Rt, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if st.state == cri::ContainerState::ContainerExited as i32 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "container {id} did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn attach_through_crictl() {
+    let b = Berthd::start(42);
+    b.pull(&busybox());
+    let mut rt = b.runtime().await;
+    let mut config = pod(&b);
+    config.metadata.as_mut().unwrap().name = "attach".into();
+    config.metadata.as_mut().unwrap().uid = "uid-attach".into();
+    let pod_id = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let logs = b.dir.path().join("logs");
+
+    // stdin kept open across sessions: the container reads one line the
+    // attached client sends, answers on stdout and stderr, and exits, which
+    // ends the session.
+    let mut c = container(
+        "reader",
+        &busybox(),
+        &["sh", "-c", "read line; echo got:$line; echo to-stderr >&2"],
+    );
+    c.stdin = true;
+    let reader = run(&mut rt, &pod_id, &config, c).await;
+    let url = rt
+        .attach(cri::AttachRequest {
+            container_id: reader.clone(),
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            tty: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.contains("/attach/"), "{url}");
+    let mut a = crictl(&b);
+    a.args(["attach", "-i", &reader]);
+    let (code, out, err) = output(a, Some(b"hello\n")).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "got:hello\n"),
+        "stderr: {err}\n{}",
+        diag(&b)
+    );
+    assert!(err.contains("to-stderr"), "{err}");
+    wait_exited(&mut rt, &reader).await;
+    // What went through the session is in the CRI log too.
+    let log = std::fs::read_to_string(logs.join("reader.log")).unwrap();
+    assert!(log.contains(" stdout F got:hello\n"), "{log}");
+    assert!(log.contains(" stderr F to-stderr\n"), "{log}");
+
+    // stdin_once: the container's stdin closes when the first session's
+    // input ends, so `cat` sees EOF and the container finishes.
+    let mut c = container("once", &busybox(), &["sh", "-c", "cat; echo eof-seen"]);
+    c.stdin = true;
+    c.stdin_once = true;
+    let once = run(&mut rt, &pod_id, &config, c).await;
+    let mut a = crictl(&b);
+    a.args(["attach", "-i", &once]);
+    let (code, out, err) = output(a, Some(b"one\ntwo\n")).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "one\ntwo\neof-seen\n"),
+        "stderr: {err}"
+    );
+    wait_exited(&mut rt, &once).await;
+
+    // tty: the raw terminal, sized by the client. The container waits until
+    // the attached client's size arrives, then reports it.
+    let mut c = container(
+        "tty",
+        &busybox(),
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 200); do [ \"$(stty size)\" = '17 91' ] && break; sleep 0.05; done; stty size; tty; echo term=$TERM",
+        ],
+    );
+    c.stdin = true;
+    c.tty = true;
+    let tty = run(&mut rt, &pod_id, &config, c).await;
+    let mut a = Command::new("script");
+    a.args(["-qec"])
+        .arg(format!(
+            "stty cols 91 rows 17; {} --runtime-endpoint unix://{} attach -it {tty}",
+            crictl_path().display(),
+            b.socket.display()
+        ))
+        .arg("/dev/null");
+    let (code, out, err) = output(a, None).await;
+    assert_eq!(code, 0, "stdout: {out} stderr: {err}");
+    assert!(out.contains("17 91"), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("term=xterm"), "{out}");
+    wait_exited(&mut rt, &tty).await;
+    // A terminal's output is logged as stdout.
+    let log = std::fs::read_to_string(logs.join("tty.log")).unwrap();
+    // (Input the client sent is echoed by the terminal, so the line may
+    // start with it.)
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" stdout F ") && l.ends_with("17 91")),
+        "{log}"
+    );
+
+    // Nothing to attach to once it exited, or when it does not exist.
+    let gone = rt
+        .attach(cri::AttachRequest {
+            container_id: reader.clone(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::FailedPrecondition, "{gone:?}");
+    let unknown = rt
+        .attach(cri::AttachRequest {
+            container_id: "no-such-container".into(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+}

@@ -362,6 +362,9 @@ impl ContainerManager {
                 bundle: c.bundle.clone(),
                 runtime,
                 log_path: c.log_path.clone(),
+                stdin: c.spec.stdin,
+                stdin_once: c.spec.stdin_once,
+                tty: c.spec.tty,
             },
         )
         .await?;
@@ -701,6 +704,18 @@ impl ContainerManager {
     /// How to run the OCI runtime for a container (for exec).
     pub fn runtime_for(&self, c: &Container) -> Result<RuntimeCmd> {
         self.runtime_cmd(&c.runtime_handler)
+    }
+
+    /// The socket of the monitor that holds `c`'s stdio (for attach).
+    pub fn monitor_socket(&self, c: &Container) -> Result<PathBuf> {
+        let sb = self
+            .sandboxes
+            .get(&c.sandbox_id)
+            .ok_or_else(|| Error::NotFound {
+                kind: "pod sandbox",
+                id: c.sandbox_id.clone(),
+            })?;
+        Self::shim_socket(&sb)
     }
 }
 

@@ -127,7 +127,8 @@ pub fn argv(spec: &ContainerSpec, image: &RunConfig) -> Result<Vec<String>, Spec
     Ok(argv)
 }
 
-/// Image env, then the request's (same keys replaced), PATH if missing.
+/// Image env, then the request's (same keys replaced), PATH if missing,
+/// `TERM=xterm` for a tty if missing.
 pub fn env(spec: &ContainerSpec, image: &RunConfig, hostname: &str) -> Vec<String> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| match out.iter_mut().find(|(ok, _)| ok == k) {
@@ -146,6 +147,10 @@ pub fn env(spec: &ContainerSpec, image: &RunConfig, hostname: &str) -> Vec<Strin
     }
     if !out.iter().any(|(k, _)| k == "PATH") {
         out.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+    }
+    // A terminal needs a type to be usable (containerd sets the same).
+    if spec.tty && !out.iter().any(|(k, _)| k == "TERM") {
+        out.push(("TERM".into(), "xterm".into()));
     }
     out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
@@ -444,7 +449,9 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
         .unwrap_or("/")
         .to_owned();
     let process = Process {
-        terminal: false,
+        // The runtime makes the pty and sends its master to the monitor
+        // (`--console-socket`).
+        terminal: spec.tty,
         user: User {
             uid: input.user.uid,
             gid: input.user.gid,

@@ -154,6 +154,9 @@ pub async fn start(
             bundle,
             runtime,
             log_path: None,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         },
     )
     .await?;

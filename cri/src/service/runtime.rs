@@ -524,8 +524,43 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
+    async fn attach(
+        &self,
+        request: Request<cri::AttachRequest>,
+    ) -> Result<Response<cri::AttachResponse>, Status> {
+        use crate::error::Error;
+        let req = request.into_inner();
+        if !req.stdin && !req.stdout && !req.stderr {
+            return Err(Error::InvalidArgument(format!(
+                "attach to container {}: one of stdin, stdout or stderr must be set",
+                req.container_id
+            ))
+            .into());
+        }
+        let (c, st) = self.containers.status(&req.container_id).await?;
+        if st.state != crate::container::model::State::Running {
+            return Err(
+                Error::FailedPrecondition(format!("container {} is not running", c.id)).into(),
+            );
+        }
+        let socket = self.containers.monitor_socket(&c)?;
+        let url = self.streams.register(crate::stream::Request::Attach(
+            crate::stream::AttachRequest {
+                // Input only reaches a container that was created with stdin.
+                stdin: req.stdin && c.spec.stdin,
+                stdout: req.stdout,
+                // A terminal has one output stream (as containerd).
+                stderr: req.stderr && !c.spec.tty,
+                // Which streams the client opens (resize, no stderr).
+                tty: req.tty,
+                container_id: c.id,
+                socket,
+            },
+        ));
+        Ok(Response::new(cri::AttachResponse { url }))
+    }
+
     unimplemented_rpcs! {
-        attach(AttachRequest) -> AttachResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;

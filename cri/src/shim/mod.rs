@@ -1,7 +1,5 @@
-//! berth-shim, the per-pod monitor: protocol, log copying, the server side
-//! (in the shim process) and the client berthd uses.
+//! berth-shim, the per-pod monitor: berthd's client. The protocol, the log
+//! copying and the monitor's own logic live in the `berth-shim` crate.
 
 pub mod client;
-pub mod logger;
-pub mod proto;
-pub mod server;
+pub use berth_shim::{logger, proto, server};

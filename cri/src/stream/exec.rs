@@ -22,35 +22,47 @@ const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// child holding the pipes must not hold the session).
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
+/// The client's streams of a remotecommand session (exec or attach).
 #[derive(Default)]
-struct Streams {
-    error: Option<StreamWriter>,
-    stdin: Option<UnboundedReceiver<Vec<u8>>>,
-    stdout: Option<StreamWriter>,
-    stderr: Option<StreamWriter>,
-    resize: Option<UnboundedReceiver<Vec<u8>>>,
+pub(super) struct Streams {
+    pub error: Option<StreamWriter>,
+    pub stdin: Option<UnboundedReceiver<Vec<u8>>>,
+    pub stdout: Option<StreamWriter>,
+    pub stderr: Option<StreamWriter>,
+    pub resize: Option<UnboundedReceiver<Vec<u8>>>,
+}
+
+/// Which streams a session asked for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Want {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
 }
 
 impl Streams {
-    fn complete(&self, req: &ExecRequest, proto: ExecProtocol) -> bool {
+    fn complete(&self, want: Want, proto: ExecProtocol) -> bool {
         self.error.is_some()
-            && (!req.stdin || self.stdin.is_some())
-            && (!req.stdout || self.stdout.is_some())
-            && (!req.stderr || req.tty || self.stderr.is_some())
-            && (!req.tty || proto < ExecProtocol::V3 || self.resize.is_some())
+            && (!want.stdin || self.stdin.is_some())
+            && (!want.stdout || self.stdout.is_some())
+            && (!want.stderr || want.tty || self.stderr.is_some())
+            && (!want.tty || proto < ExecProtocol::V3 || self.resize.is_some())
     }
 }
 
 /// How the command ended.
-enum Outcome {
+pub(super) enum Outcome {
     Exited(i32),
     Failed(String),
 }
 
-pub async fn serve(mut conn: Conn, req: ExecRequest, proto: ExecProtocol, state_dir: &Path) {
+/// Wait for the client to open the streams it asked for; `None` (and the
+/// connection closed) when it does not in time.
+pub(super) async fn gather(conn: &mut Conn, want: Want, proto: ExecProtocol) -> Option<Streams> {
     let mut s = Streams::default();
     let gathered = tokio::time::timeout(STREAM_CREATION_TIMEOUT, async {
-        while !s.complete(&req, proto) {
+        while !s.complete(want, proto) {
             let Some(inc) = conn.streams.recv().await else {
                 return false;
             };
@@ -64,18 +76,31 @@ pub async fn serve(mut conn: Conn, req: ExecRequest, proto: ExecProtocol, state_
                 "stderr" => s.stderr = Some(conn.writer(inc.id)),
                 "resize" => s.resize = Some(inc.data),
                 other => {
-                    tracing::debug!(stream_type = other, "exec: unknown stream type ignored");
+                    tracing::debug!(
+                        stream_type = other,
+                        "remotecommand: unknown stream type ignored"
+                    );
                 }
             }
         }
         true
     })
     .await;
-    if !matches!(gathered, Ok(true)) {
+    matches!(gathered, Ok(true)).then_some(s)
+}
+
+pub async fn serve(mut conn: Conn, req: ExecRequest, proto: ExecProtocol, state_dir: &Path) {
+    let want = Want {
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+        tty: req.tty,
+    };
+    let Some(mut s) = gather(&mut conn, want, proto).await else {
         tracing::debug!(container_id = %req.container_id, "exec: client did not open its streams");
         conn.shutdown().await;
         return;
-    }
+    };
     let error = s.error.take();
     let outcome = if req.tty {
         run_tty(&req, state_dir, s).await
@@ -93,7 +118,7 @@ pub async fn serve(mut conn: Conn, req: ExecRequest, proto: ExecProtocol, state_
 }
 
 /// What the error stream carries: a metav1.Status in v4, plain text before.
-fn status_message(proto: ExecProtocol, cmd: &[String], outcome: &Outcome) -> String {
+pub(super) fn status_message(proto: ExecProtocol, cmd: &[String], outcome: &Outcome) -> String {
     let text = match outcome {
         Outcome::Exited(0) => None,
         Outcome::Exited(code) => Some(format!(
@@ -352,11 +377,11 @@ async fn run_tty(req: &ExecRequest, state_dir: &Path, s: Streams) -> Outcome {
 }
 
 #[derive(serde::Deserialize)]
-struct TermSize {
+pub(super) struct TermSize {
     #[serde(rename = "Width")]
-    width: u16,
+    pub width: u16,
     #[serde(rename = "Height")]
-    height: u16,
+    pub height: u16,
 }
 
 fn resize(fd: &OwnedFd, size: TermSize) -> rustix::io::Result<()> {

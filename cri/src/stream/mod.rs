@@ -1,4 +1,4 @@
-//! The CRI streaming server: `Exec` and `PortForward` return a URL with a
+//! The CRI streaming server: `Exec`, `Attach` and `PortForward` return a URL with a
 //! single-use token; the client (kubelet, crictl, client-go) upgrades an
 //! HTTP/1.1 request on it to SPDY/3.1 and the streams of the Kubernetes
 //! remotecommand (`v2`..`v4.channel.k8s.io`) or `portforward.k8s.io`
@@ -9,6 +9,7 @@
 //! CRI service does that before [`StreamServer::register`], so a token only
 //! ever names a request that was valid when it was made.
 
+pub mod attach;
 pub mod conn;
 pub mod exec;
 pub mod http;
@@ -59,6 +60,18 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
+/// A validated `Attach`: the container's monitor holds its stdio.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    pub container_id: String,
+    /// The pod's monitor socket.
+    pub socket: PathBuf,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
 /// A validated `PortForward`.
 #[derive(Debug, Clone)]
 pub struct PortForwardRequest {
@@ -70,6 +83,7 @@ pub struct PortForwardRequest {
 #[derive(Debug, Clone)]
 pub enum Request {
     Exec(ExecRequest),
+    Attach(AttachRequest),
     PortForward(PortForwardRequest),
 }
 
@@ -77,6 +91,7 @@ impl Request {
     fn route(&self) -> &'static str {
         match self {
             Request::Exec(_) => "exec",
+            Request::Attach(_) => "attach",
             Request::PortForward(_) => "portforward",
         }
     }
@@ -209,7 +224,7 @@ impl StreamServer {
         };
         let offered = head.values("x-stream-protocol-version");
         let chosen = match &req {
-            Request::Exec(_) => offered
+            Request::Exec(_) | Request::Attach(_) => offered
                 .iter()
                 .find(|p| EXEC_PROTOCOLS.contains(&p.as_str()))
                 .cloned(),
@@ -219,7 +234,7 @@ impl StreamServer {
             let body = format!(
                 "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {:?}",
                 match &req {
-                    Request::Exec(_) => &EXEC_PROTOCOLS[..],
+                    Request::Exec(_) | Request::Attach(_) => &EXEC_PROTOCOLS[..],
                     Request::PortForward(_) => &[PORTFORWARD_PROTOCOL][..],
                 }
             );
@@ -231,15 +246,14 @@ impl StreamServer {
         }
         let reader = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(rest), r);
         let conn = conn::Conn::new(reader, w);
+        let proto = match protocol.as_str() {
+            "v4.channel.k8s.io" => ExecProtocol::V4,
+            "v3.channel.k8s.io" => ExecProtocol::V3,
+            _ => ExecProtocol::V2,
+        };
         match req {
-            Request::Exec(e) => {
-                let proto = match protocol.as_str() {
-                    "v4.channel.k8s.io" => ExecProtocol::V4,
-                    "v3.channel.k8s.io" => ExecProtocol::V3,
-                    _ => ExecProtocol::V2,
-                };
-                exec::serve(conn, e, proto, &self.state_dir).await;
-            }
+            Request::Exec(e) => exec::serve(conn, e, proto, &self.state_dir).await,
+            Request::Attach(a) => attach::serve(conn, a, proto).await,
             Request::PortForward(p) => portforward::serve(conn, p).await,
         }
     }

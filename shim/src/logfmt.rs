@@ -46,8 +46,48 @@ pub fn write_line(
     Ok(())
 }
 
+/// The current UTC time as RFC 3339 with nanoseconds, the records' stamp.
+///
+/// berth-runtime has the same function; the shim, which writes the logs,
+/// must not link berth-runtime (its libseccomp would be linked dynamically,
+/// which breaks the shim's static build).
+pub fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_matches_berth_runtime() {
+        for (s, n) in [(0, 0), (951_782_400, 5), (1_767_322_245, 999_999_999)] {
+            assert_eq!(super::rfc3339(s, n), berth_runtime::state::rfc3339(s, n));
+        }
+    }
+
     use super::*;
 
     const TS: &str = "2026-01-02T03:04:05.000000006Z";
