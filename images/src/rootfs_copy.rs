@@ -117,7 +117,7 @@ fn child_of(rel: &CleanPath, name: &[u8]) -> CleanPath {
 }
 
 /// Owner, mode and mtime of `name` in `parent`, never following it.
-fn meta_at(parent: &OwnedFd, name: &OsStr, md: &fs::Metadata) -> io::Result<()> {
+pub(crate) fn meta_at(parent: &OwnedFd, name: &OsStr, md: &fs::Metadata) -> io::Result<()> {
     rustix::fs::chownat(
         parent,
         name,

@@ -182,23 +182,11 @@ fn set_meta(
     md: &std::fs::Metadata,
     p: &CleanPath,
 ) -> Result<(), UnpackError> {
-    rustix::fs::chownat(
-        parent,
-        name,
-        Some(rustix::fs::Uid::from_raw(md.uid())),
-        Some(rustix::fs::Gid::from_raw(md.gid())),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(fs_err(p, "chown"))?;
-    rustix::fs::chmodat(
-        parent,
-        name,
-        Mode::from_raw_mode(md.mode() & 0o7777),
-        AtFlags::empty(),
-    )
-    .map_err(fs_err(p, "chmod"))?;
-    rustix::fs::utimensat(parent, name, &times(md), AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(fs_err(p, "set times"))
+    crate::rootfs_copy::meta_at(parent, name, md).map_err(|source| UnpackError::Fs {
+        path: p.display(),
+        op: "set owner, mode and times",
+        source,
+    })
 }
 
 /// Creates the directories above `target` that this layer lacks, with the
