@@ -61,6 +61,9 @@ down() {
         for p in $(crictl_ pods -q); do crictl_ rmp -f "$p" >/dev/null || true; done
     fi
     bg_stop berthd
+    # berthd keeps its namespace folder a private bind mount across its own
+    # restarts; with every pod gone, down takes it away too.
+    mountpoint -q "$UP/state/ns" && umount "$UP/state/ns"
     ip link del "$BRIDGE" 2>/dev/null || true
     rm -rf "$KUBELET_ROOT" "$UP/pod-logs"
     log "stopped"
