@@ -990,8 +990,15 @@ fn child_pull_half(root: &Path, addr: &str, ingest: &Path, blobs: &Blobs) -> std
     child
 }
 
-#[test]
-fn gc_in_another_process_waits_for_a_pull_in_progress() {
+/// A registry that hangs half-way through the layer, and a child process
+/// pulling from it that has written half the layer.
+fn hanging_pull_in_a_child() -> (
+    tokio::runtime::Runtime,
+    Arc<Blobs>,
+    Fake,
+    tempfile::TempDir,
+    std::process::Child,
+) {
     let rt = rt();
     let blobs = Arc::new(synthetic_image());
     let hang = fake_registry(&rt, blobs.clone(), Mode::CutHang);
@@ -999,7 +1006,13 @@ fn gc_in_another_process_waits_for_a_pull_in_progress() {
     let ingest = dir
         .path()
         .join(format!("ingest/sha256-{}", blobs.layer.0.hex()));
-    let mut child = child_pull_half(dir.path(), &hang.addr, &ingest, &blobs);
+    let child = child_pull_half(dir.path(), &hang.addr, &ingest, &blobs);
+    (rt, blobs, hang, dir, child)
+}
+
+#[test]
+fn gc_in_another_process_waits_for_a_pull_in_progress() {
+    let (rt, blobs, hang, dir, mut child) = hanging_pull_in_a_child();
     // The pull has committed the config; no record names it yet.
     let s = plain_store(dir.path(), &hang.addr);
     assert!(s.content().size(&blobs.config.0).is_some());
@@ -1018,14 +1031,7 @@ fn gc_in_another_process_waits_for_a_pull_in_progress() {
 
 #[test]
 fn resumes_after_kill_9() {
-    let rt = rt();
-    let blobs = Arc::new(synthetic_image());
-    let hang = fake_registry(&rt, blobs.clone(), Mode::CutHang);
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = dir
-        .path()
-        .join(format!("ingest/sha256-{}", blobs.layer.0.hex()));
-    let mut child = child_pull_half(dir.path(), &hang.addr, &ingest, &blobs);
+    let (rt, blobs, hang, dir, mut child) = hanging_pull_in_a_child();
     let half = blobs.layer.1.len() as u64 / 2;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
