@@ -177,8 +177,7 @@ impl ImageStore {
             })
             .to_string();
             let man_digest = Digest::sha256_of(man.as_bytes());
-            let stored = self
-                .content()
+            self.content()
                 .write_all(&man_digest, man.as_bytes())
                 .map_err(|source| {
                     err(ArchiveError::Blob {
@@ -186,10 +185,16 @@ impl ImageStore {
                         entry: "manifest.json".into(),
                         source: Box::new(source),
                     })
-                });
-            stored?;
-            let ManifestKind::Image(m) = self.stored_manifest(path, &man_digest)? else {
-                unreachable!("written as an image manifest just above")
+                })?;
+            let m = match manifest::parse("", man.as_bytes()) {
+                Ok(ManifestKind::Image(m)) => m,
+                Ok(ManifestKind::Index(_)) => unreachable!("written as an image manifest above"),
+                Err(source) => {
+                    return Err(err(ArchiveError::Manifest {
+                        path: path.to_path_buf(),
+                        source,
+                    }));
+                }
             };
             let mut names = Vec::new();
             for t in e.repo_tags.iter().flatten() {

@@ -27,6 +27,30 @@ pub struct RuntimeService {
 }
 
 impl RuntimeService {
+    /// The container an Exec or Attach streams to: one of its stdin,
+    /// stdout, stderr asked for, and the container running.
+    async fn running_for_stream(
+        &self,
+        verb: &str,
+        id: &str,
+        [stdin, stdout, stderr]: [bool; 3],
+    ) -> Result<crate::container::model::Container, Status> {
+        use crate::error::Error;
+        if !stdin && !stdout && !stderr {
+            return Err(Error::InvalidArgument(format!(
+                "{verb} container {id}: one of stdin, stdout or stderr must be set"
+            ))
+            .into());
+        }
+        let (c, st) = self.containers.status(id).await?;
+        if st.state != crate::container::model::State::Running {
+            return Err(
+                Error::FailedPrecondition(format!("container {} is not running", c.id)).into(),
+            );
+        }
+        Ok(c)
+    }
+
     pub fn new(
         config: Arc<Config>,
         sandboxes: Arc<SandboxManager>,
@@ -395,19 +419,13 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
             ))
             .into());
         }
-        if !req.stdin && !req.stdout && !req.stderr {
-            return Err(Error::InvalidArgument(format!(
-                "exec in container {}: one of stdin, stdout or stderr must be set",
-                req.container_id
-            ))
-            .into());
-        }
-        let (c, st) = self.containers.status(&req.container_id).await?;
-        if st.state != crate::container::model::State::Running {
-            return Err(
-                Error::FailedPrecondition(format!("container {} is not running", c.id)).into(),
-            );
-        }
+        let c = self
+            .running_for_stream(
+                "exec in",
+                &req.container_id,
+                [req.stdin, req.stdout, req.stderr],
+            )
+            .await?;
         let runtime = self.containers.runtime_for(&c)?;
         let url = self
             .streams
@@ -528,21 +546,14 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        use crate::error::Error;
         let req = request.into_inner();
-        if !req.stdin && !req.stdout && !req.stderr {
-            return Err(Error::InvalidArgument(format!(
-                "attach to container {}: one of stdin, stdout or stderr must be set",
-                req.container_id
-            ))
-            .into());
-        }
-        let (c, st) = self.containers.status(&req.container_id).await?;
-        if st.state != crate::container::model::State::Running {
-            return Err(
-                Error::FailedPrecondition(format!("container {} is not running", c.id)).into(),
-            );
-        }
+        let c = self
+            .running_for_stream(
+                "attach to",
+                &req.container_id,
+                [req.stdin, req.stdout, req.stderr],
+            )
+            .await?;
         let socket = self.containers.monitor_socket(&c)?;
         let url = self.streams.register(crate::stream::Request::Attach(
             crate::stream::AttachRequest {

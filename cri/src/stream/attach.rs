@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::conn::Conn;
-use super::exec::{Outcome, TermSize, Want, gather, status_message};
+use super::exec::{Outcome, TermSize, Want, finish, gather};
 use super::{AttachRequest, ExecProtocol};
 use crate::shim::proto::{Request, Response, frame};
 
@@ -29,14 +29,7 @@ pub async fn serve(mut conn: Conn, req: AttachRequest, proto: ExecProtocol) {
         // No more streams come: the client closed the connection.
         () = async { while conn.streams.recv().await.is_some() {} } => Outcome::Exited(0),
     };
-    if let Some(error) = error {
-        let msg = status_message(proto, &[], &outcome);
-        if !msg.is_empty() {
-            error.write(msg.as_bytes()).await;
-        }
-        error.close().await;
-    }
-    conn.shutdown().await;
+    finish(conn, error, proto, &[], &outcome).await;
 }
 
 async fn bridge(req: &AttachRequest, s: super::exec::Streams) -> Outcome {

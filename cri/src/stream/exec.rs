@@ -107,8 +107,20 @@ pub async fn serve(mut conn: Conn, req: ExecRequest, proto: ExecProtocol, state_
     } else {
         run_piped(&req, state_dir, s).await
     };
+    finish(conn, error, proto, &req.cmd, &outcome).await;
+}
+
+/// Ends a session (exec or attach): the outcome on the error stream, if the
+/// client opened one, then the connection closed.
+pub(super) async fn finish(
+    conn: Conn,
+    error: Option<StreamWriter>,
+    proto: ExecProtocol,
+    cmd: &[String],
+    outcome: &Outcome,
+) {
     if let Some(error) = error {
-        let msg = status_message(proto, &req.cmd, &outcome);
+        let msg = status_message(proto, cmd, outcome);
         if !msg.is_empty() {
             error.write(msg.as_bytes()).await;
         }
