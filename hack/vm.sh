@@ -35,6 +35,9 @@ GUEST_PKGS=(
     containernetworking-plugins runc crun containerd criu libseccomp2
     busybox-static ca-certificates curl jq skopeo xz-utils zstd
     perl   # prove, for hack/runtime-tools.sh
+    # critest's AppArmor specs load their profiles with `sudo apparmor_parser`
+    # (Debian's kernel enables AppArmor; the project's host kernel has none).
+    apparmor sudo
 )
 IMAGE_MB_FREE=3072   # free space in the root image (writes go to a per-run snapshot)
 
