@@ -5,7 +5,7 @@
 #                                the runtime's integration tests in a cgroup v2 VM)
 #   sudo hack/test.sh --quick    skip the peer suites, the Go-built peer tools and the VM
 #   sudo hack/test.sh --vm       also run the peer suites in the cgroup v2 VM: runtime-tools
-#                                with runc and berth-runc, critest against berthd (~50 min)
+#                                with runc and berth-runc, critest against berthd (~35 min)
 #   sudo hack/test.sh --vm --only 'vm-*'   set up, then only the tiers whose name
 #                                matches the pattern (a shell glob)
 #
