@@ -423,5 +423,5 @@ clean)
     rm -rf --one-file-system "$VMDIR/kernel" "$VMDIR/results" "$VMDIR"/initramfs.* "$VMDIR"/rootfs.* "$VMDIR/kvm-probe"
     log "removed the VM image, kernel and runs (the package cache $CACHE stays)"
     ;;
-*) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
