@@ -148,9 +148,9 @@ if [ $QUICK = 0 ]; then
             bash hack/vm.sh run --cgroup v2 --timeout 1800 -- \
             hack/vm/run-tests.sh --timeout 120 --skip devices_cgroup_denies_unlisted_devices "${RT_BINS[@]}"
     fi
-    # --vm: the peer suites again in the v2 VM, each in its own boot (~15 min
-    # each under TCG). Their detailed results stay in the run folder
-    # (_output/vm/results/<run>/) each row's log names.
+    # --vm: the peer suites again in the v2 VM, each in its own boot (9-13 min
+    # each under TCG on 2 cores). Their detailed results stay in the run
+    # folder (_output/vm/results/<run>/) each row's log names.
     if [ $VM = 1 ]; then
         if [ -d "$BIN/runtime-tools" ]; then
             # --overlay: runtime-tools.sh writes its results under _output/.
