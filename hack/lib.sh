@@ -7,7 +7,7 @@ BERTH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${BERTH_OUTPUT:-$BERTH_ROOT/_output}
 BIN=$OUT/bin
 RUNDIR=$OUT/run     # pid files of test-bed processes
-LOGDIR=$OUT/log     # their logs
+LOGDIR=${BERTH_LOGDIR:-$OUT/log}   # their logs (BERTH_LOGDIR: elsewhere, e.g. in a VM run folder)
 mkdir -p "$BIN" "$RUNDIR" "$LOGDIR"
 export PATH="$BIN:/usr/local/go/bin:$HOME/.cargo/bin:$PATH"
 

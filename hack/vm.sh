@@ -16,6 +16,9 @@
 #                           (default: the test bed's registries, 5000 and 5443, when listening)
 #   --overlay               make the tree writable in the guest (overlayfs, changes
 #                           discarded at power-off; the host's tree is never written)
+#   --share DIR             also mount host folder DIR read-only at the same path
+#                           (repeatable; $CARGO_TARGET_DIR is shared by default when
+#                           it is outside the tree, so test binaries built there run)
 #   -e NAME=VALUE           environment for COMMAND (repeatable)
 #   -v                      copy the guest's kernel console to stderr after the run
 #
@@ -35,6 +38,9 @@ GUEST_PKGS=(
     containernetworking-plugins runc crun containerd criu libseccomp2
     busybox-static ca-certificates curl jq skopeo xz-utils zstd
     perl   # prove, for hack/runtime-tools.sh
+    # critest's AppArmor specs load their profiles with `sudo apparmor_parser`
+    # (Debian's kernel enables AppArmor; the project's host kernel has none).
+    apparmor sudo
 )
 IMAGE_MB_FREE=3072   # free space in the root image (writes go to a per-run snapshot)
 
@@ -255,7 +261,7 @@ cleanup() {
 }
 
 cmd_run() {
-    local CG=v2 MEM=2048 CPUS TIMEOUT=3600 FWD=auto VERBOSE=0 ENVS=() OVERLAY=0
+    local CG=v2 MEM=2048 CPUS TIMEOUT=3600 FWD=auto VERBOSE=0 ENVS=() OVERLAY=0 SHARES=()
     ACCEL=auto
     CPUS=$(nproc); [ "$CPUS" -gt 4 ] && CPUS=4
     while [ $# -gt 0 ]; do
@@ -269,6 +275,7 @@ cmd_run() {
         -e) ENVS+=("$2"); shift 2 ;;
         -v) VERBOSE=1; shift ;;
         --overlay) OVERLAY=1; shift ;;
+        --share) SHARES+=("$2"); shift 2 ;;
         --) shift; break ;;
         *) die "unknown option $1 (usage: hack/vm.sh run [options] -- COMMAND...)" ;;
         esac
@@ -276,6 +283,21 @@ cmd_run() {
     [ $# -gt 0 ] || die "no COMMAND (usage: hack/vm.sh run [options] -- COMMAND...)"
     case "$CG" in v2|v1|hybrid) ;; *) die "--cgroup must be v2, v1 or hybrid" ;; esac
     case "$BERTH_ROOT" in *[[:space:]]*) die "the work tree's path must not contain spaces" ;; esac
+    # A cargo target folder of its own (worktrees) holds the test binaries.
+    if [ -n "${CARGO_TARGET_DIR:-}" ] && [ -d "$CARGO_TARGET_DIR" ]; then
+        case "$(realpath "$CARGO_TARGET_DIR")/" in "$BERTH_ROOT"/*) ;; *) SHARES+=("$CARGO_TARGET_DIR") ;; esac
+    fi
+    local shares=() d
+    for d in ${SHARES[@]+"${SHARES[@]}"}; do
+        [ -d "$d" ] || die "--share $d: not a folder"
+        d=$(realpath "$d")
+        case "$d" in
+        *[[:space:],]*) die "--share $d: the path must not contain spaces or commas" ;;
+        /|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run|/run/*) die "--share $d: not a folder the guest can take from the host" ;;
+        esac
+        case "$d/" in "$BERTH_ROOT"/*) continue ;; esac   # in the tree already
+        shares+=("$d")
+    done
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -330,11 +352,17 @@ cmd_run() {
         -nodefaults -no-user-config -display none -vga none -no-reboot
         -bios /usr/share/qemu/qboot.rom
         -kernel "$kernel" -initrd "$INITRD"
-        -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off no_timer_check $( [ "$CG" = v2 ] && echo cgroup_no_v1=all ) berth.src=$BERTH_ROOT berth.res=$res berth.cgroup=$CG berth.fwd=$fwdlist berth.overlay=$OVERLAY ${BERTH_VM_APPEND:-}"
+        -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off no_timer_check $( [ "$CG" = v2 ] && echo cgroup_no_v1=all ) berth.src=$BERTH_ROOT berth.res=$res berth.cgroup=$CG berth.fwd=$fwdlist berth.overlay=$OVERLAY berth.share=$(IFS=,; echo "${shares[*]-}") ${BERTH_VM_APPEND:-}"
         -drive "file=$IMAGE,if=none,id=root,format=raw,snapshot=on,cache=unsafe"
         -device virtio-blk-pci,drive=root
         -virtfs "local,path=$BERTH_ROOT,mount_tag=berthsrc,security_model=none,readonly=on"
         -virtfs "local,path=$res,mount_tag=berthres,security_model=none"
+    )
+    local i
+    for i in "${!shares[@]}"; do
+        q+=(-virtfs "local,path=${shares[$i]},mount_tag=berthshare$i,security_model=none,readonly=on")
+    done
+    q+=(
         -netdev "$netdev" -device virtio-net-pci,netdev=n0,romfile=
         -chardev "file,id=con,path=$res/console.log"
         -chardev "stdio,id=out,signal=off"
@@ -395,5 +423,5 @@ clean)
     rm -rf --one-file-system "$VMDIR/kernel" "$VMDIR/results" "$VMDIR"/initramfs.* "$VMDIR"/rootfs.* "$VMDIR/kvm-probe"
     log "removed the VM image, kernel and runs (the package cache $CACHE stays)"
     ;;
-*) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -23,12 +23,13 @@ case " $(cat /proc/cmdline) " in
 *" berth.probe=1 "*) echo berth-vm-probe-ok >/dev/ttyS0; poweroff -f ;;
 esac
 
-SRC= RES= OVL=0
+SRC= RES= OVL=0 SHARE=
 for a in $(cat /proc/cmdline); do
     case "$a" in
     berth.src=*) SRC=${a#berth.src=} ;;
     berth.res=*) RES=${a#berth.res=} ;;
     berth.overlay=*) OVL=${a#berth.overlay=} ;;
+    berth.share=*) SHARE=${a#berth.share=} ;;
     esac
 done
 [ -n "$SRC" ] && [ -n "$RES" ] || fail "berth.src= and berth.res= missing from the kernel command line"
@@ -58,6 +59,15 @@ if [ "$OVL" = 1 ]; then
     mount -t overlay -o lowerdir=/newroot/var/lib/berth-vm/lower,upperdir=/newroot/var/lib/berth-vm/upper,workdir=/newroot/var/lib/berth-vm/work \
         overlay "/newroot$SRC" || fail "cannot mount the overlay over the work tree"
 fi
+# --share folders (e.g. a cargo target folder outside the tree), read-only,
+# at their host paths; tag berthshare<i> is the i-th path of berth.share=.
+i=0
+for d in $(echo "$SHARE" | tr , ' '); do
+    mkdir -p "/newroot$d"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro "berthshare$i" "/newroot$d" \
+        || fail "cannot mount the shared folder $d (9p tag berthshare$i)"
+    i=$((i + 1))
+done
 mkdir -p "/newroot$RES" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 berthres "/newroot$RES" \
     || fail "cannot mount the results folder at $RES (it must exist in the tree)"
