@@ -564,6 +564,26 @@ async fn invalid_requests_get_the_right_code_and_leave_nothing() {
     let err = create(&mut rt, &pod_id, &p, c).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("nosuchuser"), "{}", err.message());
+    // A profile the kernel does not have (or a host without AppArmor):
+    // refused, not run unconfined.
+    let mut c = container("noprofile", "true");
+    c.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .apparmor = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Localhost as i32,
+        localhost_ref: "localhost/berth-test-not-loaded".into(),
+    });
+    let err = create(&mut rt, &pod_id, &p, c).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("\"berth-test-not-loaded\""),
+        "{}",
+        err.message()
+    );
 
     for (what, r) in [
         (

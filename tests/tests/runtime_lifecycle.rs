@@ -290,3 +290,164 @@ fn io_priority_and_personality_apply() {
     assert!(out.contains("best-effort: prio 6"), "{out}");
     assert!(out.contains("i686"), "{out}");
 }
+
+#[test]
+fn scheduler_policy_and_nice_apply() {
+    need_root!();
+    let mut b = Bundle::new("rt-sched");
+    b.config["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_BATCH", "nice": 7});
+    // Field 19 of /proc/self/stat is the nice value; field 41 the policy
+    // (SCHED_BATCH = 3).
+    b.set_args(&["sh", "-c", "busybox cut -d' ' -f19,41 /proc/self/stat"]);
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "7 3",
+        "nice and policy of the container process"
+    );
+    // SCHED_IDLE (5). Real-time policies are not tried: with the v1 cpu
+    // controller a new cgroup has no real-time budget (cpu.rt_runtime_us
+    // 0), and the kernel refuses them there, for runc as for us.
+    b.config["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_IDLE"});
+    b.write_config();
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "0 5", "SCHED_IDLE applied");
+}
+
+#[test]
+fn invalid_scheduler_is_refused_naming_the_field() {
+    need_root!();
+    let mut b = Bundle::new("rt-sched-bad");
+    for (sched, field) in [
+        (
+            serde_json::json!({"policy": "SCHED_BOGUS"}),
+            "process.scheduler.policy",
+        ),
+        (
+            serde_json::json!({"policy": "SCHED_OTHER", "priority": 5}),
+            "process.scheduler.priority",
+        ),
+        (
+            serde_json::json!({"policy": "SCHED_OTHER", "nice": 40}),
+            "process.scheduler.nice",
+        ),
+        (
+            serde_json::json!({"policy": "SCHED_RR", "priority": 1, "flags": ["X"]}),
+            "process.scheduler.flags[0]",
+        ),
+    ] {
+        b.config["process"]["scheduler"] = sched;
+        b.write_config();
+        let (code, _, err) = b.run();
+        assert_ne!(code, 0);
+        assert!(err.contains(field), "{field} not named: {err}");
+        assert!(b.state().is_none(), "a refused container left state");
+    }
+}
+
+/// A profile loaded for one test and removed after it.
+struct AppArmorProfile(String);
+
+impl AppArmorProfile {
+    fn load(name: &str, rules: &str) -> Self {
+        let text = format!("profile {name} flags=(attach_disconnected) {{\n{rules}\n}}\n");
+        let mut child = std::process::Command::new("apparmor_parser")
+            .args(["-r", "-K"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("AppArmor is on: apparmor_parser (Debian apparmor) must be installed");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "apparmor_parser refused {text}"
+        );
+        Self(name.to_owned())
+    }
+}
+
+impl Drop for AppArmorProfile {
+    fn drop(&mut self) {
+        let text = format!("profile {} {{\n}}\n", self.0);
+        if let Ok(mut c) = std::process::Command::new("apparmor_parser")
+            .arg("-R")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+        {
+            use std::io::Write;
+            let _ = c.stdin.take().unwrap().write_all(text.as_bytes());
+            let _ = c.wait();
+        }
+    }
+}
+
+fn apparmor_enabled() -> bool {
+    std::fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.starts_with(b"Y"))
+}
+
+#[test]
+fn apparmor_profile_confines_or_is_refused_without_apparmor() {
+    need_root!();
+    let mut b = Bundle::new("rt-aa");
+    let name = format!("berth-test-{}", b.id);
+    b.config["process"]["apparmorProfile"] = name.clone().into();
+    b.set_args(&[
+        "sh",
+        "-c",
+        "cat /proc/self/attr/current; echo x > /tmp/denied && echo wrote",
+    ]);
+    if !apparmor_enabled() {
+        // This host cannot enforce it: refused, not run unconfined.
+        let (code, out, err) = b.run();
+        assert_ne!(code, 0, "ran without AppArmor: {out}");
+        assert!(
+            err.contains("process.apparmorProfile") && err.contains("AppArmor is not enabled"),
+            "{err}"
+        );
+        assert!(b.state().is_none(), "a refused container left state");
+        return;
+    }
+    let _p = AppArmorProfile::load(
+        &name,
+        "  file,\n  capability,\n  network,\n  signal,\n  deny /tmp/** w,",
+    );
+    let (code, out, err) = b.run();
+    assert_ne!(code, 0, "the denied write succeeded: {out}");
+    assert!(
+        out.contains(&format!("{name} (enforce)")),
+        "not confined: {out}"
+    );
+    assert!(!out.contains("wrote"), "{out}");
+    assert!(
+        err.contains("denied") || err.contains("Permission"),
+        "{err}"
+    );
+    // An exec'd process gets the container's profile, or the one named.
+    b.set_args(&["sleep", "30"]);
+    let (ok, err) = b.runc_bg(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+    assert!(ok, "{err}");
+    let o = b.runc(&["exec", &b.id, "cat", "/proc/self/attr/current"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&name), "{o:?}");
+    let o = b.runc(&[
+        "exec",
+        "--apparmor",
+        "unconfined",
+        &b.id,
+        "cat",
+        "/proc/self/attr/current",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "unconfined",
+        "{o:?}"
+    );
+    let o = b.runc(&["delete", "--force", &b.id]);
+    assert!(o.status.success(), "{o:?}");
+}

@@ -8,6 +8,7 @@
 //! Never touches a sandbox's namespaces or network: those are
 //! `sandbox::SandboxManager`'s.
 
+pub mod apparmor;
 pub mod exec;
 pub mod model;
 pub mod seccomp;
@@ -290,6 +291,8 @@ impl ContainerManager {
         runtime: RuntimeCmd,
     ) -> Result<()> {
         let spec = &c.spec;
+        let apparmor = apparmor::resolve(&spec.security.apparmor, spec.security.privileged)
+            .map_err(|e| Error::InvalidArgument(format!("container {}: {e}", c.id)))?;
         if let Some(p) = &c.log_path
             && let Some(dir) = p.parent()
         {
@@ -340,6 +343,7 @@ impl ContainerManager {
             oom_floor: own_oom_score_adj(),
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             all_caps: own_capabilities(),
+            apparmor,
         })
         .map_err(|e| match e {
             spec::SpecError::Namespace { .. } => {

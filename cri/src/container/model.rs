@@ -64,6 +64,20 @@ pub enum SeccompMode {
     Localhost(PathBuf),
 }
 
+/// The AppArmor profile a container asks for (CRI `apparmor`, else the
+/// older `apparmor_profile` string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AppArmorMode {
+    /// Nothing asked: the runtime default, unless privileged.
+    #[default]
+    Unset,
+    Unconfined,
+    RuntimeDefault,
+    /// A profile loaded on the node, by name.
+    Localhost(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Security {
     pub privileged: bool,
@@ -81,6 +95,9 @@ pub struct Security {
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
     pub seccomp: SeccompMode,
+    /// Containers stored before AppArmor support read as `Unset`.
+    #[serde(default)]
+    pub apparmor: AppArmorMode,
     pub pid: NsMode,
     pub ipc: NsMode,
     pub network: NsMode,

@@ -106,6 +106,8 @@ pub struct Input<'a> {
     pub cgroup_v2: bool,
     /// The capabilities berthd holds: what "all" means.
     pub all_caps: Vec<String>,
+    /// The AppArmor profile, resolved against the host.
+    pub apparmor: Option<String>,
 }
 
 /// The process's argv: the request's command and args, else the image's
@@ -468,6 +470,7 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
             ..Default::default()
         }),
         no_new_privileges: sec.no_new_privs,
+        apparmor_profile: input.apparmor.clone(),
         oom_score_adj: (spec.resources.oom_score_adj != 0 || input.oom_floor > 0).then(|| {
             spec.resources
                 .oom_score_adj
@@ -696,6 +699,7 @@ mod tests {
             oom_floor: 0,
             cgroup_v2: false,
             all_caps: vec![],
+            apparmor: None,
         };
         let spec = build(&input).unwrap();
         let dests: Vec<_> = spec.mounts.iter().map(|m| m.destination.as_str()).collect();

@@ -9,8 +9,8 @@ use k8s_cri::v1 as cri;
 use super::convert::{invalid, ns_mode, sorted};
 use crate::container::ContainerFilter;
 use crate::container::model::{
-    Container, ContainerMeta, ContainerSpec, Device, Mount, Propagation, Resources, RunAs,
-    SeccompMode, Security, State, Status,
+    AppArmorMode, Container, ContainerMeta, ContainerSpec, Device, Mount, Propagation, Resources,
+    RunAs, SeccompMode, Security, State, Status,
 };
 use crate::container::stats::Usage;
 use crate::error::{Error, Result};
@@ -50,6 +50,46 @@ fn host_path(p: &str, field: &str) -> Result<PathBuf> {
                 .map_err(|e| invalid(format!("container config: {field}: {p:?}: {e}")))
         }
         Err(e) => Err(invalid(format!("container config: {field}: {p:?}: {e}"))),
+    }
+}
+
+/// The structured `apparmor` field wins over the older `apparmor_profile`
+/// string ("runtime/default", "unconfined", "localhost/<name>"), as the
+/// kubelet fills both.
+fn apparmor(p: Option<cri::SecurityProfile>, old: &str) -> Result<AppArmorMode> {
+    const FIELD: &str = "container config: linux.security_context";
+    let local = |name: &str, f: &str| {
+        let name = name.strip_prefix("localhost/").unwrap_or(name);
+        if name.is_empty() || name.contains(['\0', '\n']) || name.trim() != name {
+            return Err(invalid(format!(
+                "{FIELD}.{f}: {name:?} is not a profile name"
+            )));
+        }
+        Ok(AppArmorMode::Localhost(name.to_owned()))
+    };
+    if let Some(p) = p {
+        return match cri::security_profile::ProfileType::try_from(p.profile_type) {
+            Ok(cri::security_profile::ProfileType::RuntimeDefault) => {
+                Ok(AppArmorMode::RuntimeDefault)
+            }
+            Ok(cri::security_profile::ProfileType::Unconfined) => Ok(AppArmorMode::Unconfined),
+            Ok(cri::security_profile::ProfileType::Localhost) => {
+                local(&p.localhost_ref, "apparmor.localhost_ref")
+            }
+            Err(_) => Err(invalid(format!(
+                "{FIELD}.apparmor.profile_type: unknown {}",
+                p.profile_type
+            ))),
+        };
+    }
+    match old {
+        "" => Ok(AppArmorMode::Unset),
+        "runtime/default" => Ok(AppArmorMode::RuntimeDefault),
+        "unconfined" => Ok(AppArmorMode::Unconfined),
+        n if n.starts_with("localhost/") => local(n, "apparmor_profile"),
+        n => Err(invalid(format!(
+            "{FIELD}.apparmor_profile: {n:?} is not runtime/default, unconfined or localhost/<name>"
+        ))),
     }
 }
 
@@ -104,6 +144,10 @@ fn security(s: Option<cri::LinuxContainerSecurityContext>) -> Result<Security> {
         },
         None => SeccompMode::Unconfined,
     };
+    // The kubelet still fills the deprecated string beside the structured
+    // field; older clients fill only it.
+    #[allow(deprecated)]
+    let apparmor = apparmor(s.apparmor, &s.apparmor_profile)?;
     let mut supplemental_groups = Vec::new();
     for (i, g) in s.supplemental_groups.iter().enumerate() {
         supplemental_groups.push(u32::try_from(*g).map_err(|_| {
@@ -125,6 +169,7 @@ fn security(s: Option<cri::LinuxContainerSecurityContext>) -> Result<Security> {
         masked_paths: (!s.masked_paths.is_empty()).then_some(s.masked_paths),
         readonly_paths: (!s.readonly_paths.is_empty()).then_some(s.readonly_paths),
         seccomp,
+        apparmor,
         pid: ns_mode(
             opts.pid,
             "container config: linux.security_context.namespace_options.pid",
@@ -483,6 +528,58 @@ mod tests {
         assert_eq!(s.security.pid, NsMode::Pod);
         assert_eq!(s.security.run_as, RunAs::Image);
         assert_eq!(s.security.seccomp, SeccompMode::Unconfined);
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn apparmor_prefers_the_structured_field_and_strips_localhost() {
+        let with = |sc: cri::LinuxContainerSecurityContext| {
+            let mut c = config();
+            c.linux = Some(cri::LinuxContainerConfig {
+                security_context: Some(sc),
+                ..Default::default()
+            });
+            container_spec(Some(c)).map(|s| s.security.apparmor)
+        };
+        let profile = |t: cri::security_profile::ProfileType, r: &str| {
+            Some(cri::SecurityProfile {
+                profile_type: t as i32,
+                localhost_ref: r.into(),
+            })
+        };
+        use cri::security_profile::ProfileType as T;
+        assert_eq!(with(Default::default()).unwrap(), AppArmorMode::Unset);
+        let both = cri::LinuxContainerSecurityContext {
+            apparmor_profile: "localhost/old".into(),
+            apparmor: profile(T::Localhost, "localhost/new"),
+            ..Default::default()
+        };
+        assert_eq!(with(both).unwrap(), AppArmorMode::Localhost("new".into()));
+        for (old, want) in [
+            ("runtime/default", AppArmorMode::RuntimeDefault),
+            ("unconfined", AppArmorMode::Unconfined),
+            ("localhost/p1", AppArmorMode::Localhost("p1".into())),
+        ] {
+            let sc = cri::LinuxContainerSecurityContext {
+                apparmor_profile: old.into(),
+                ..Default::default()
+            };
+            assert_eq!(with(sc).unwrap(), want, "{old}");
+        }
+        let e = with(cri::LinuxContainerSecurityContext {
+            apparmor_profile: "p1".into(),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("apparmor_profile"), "{e}");
+        let e = with(cri::LinuxContainerSecurityContext {
+            apparmor: profile(T::Localhost, "localhost/"),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("apparmor.localhost_ref"), "{e}");
     }
 
     #[test]

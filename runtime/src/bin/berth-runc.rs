@@ -165,9 +165,10 @@ struct ExecArgs {
     cap: Vec<String>,
     #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
-    /// Accepted; labels need SELinux/AppArmor, which are not supported.
+    /// Accepted and ignored: SELinux labels are not supported yet.
     #[arg(long)]
     process_label: Option<String>,
+    /// AppArmor profile for the process (the container's by default).
     #[arg(long)]
     apparmor: Option<String>,
     id: String,
@@ -300,6 +301,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 pid_file: a.pid_file.clone(),
                 console_socket: a.console_socket.clone(),
                 preserve_fds: a.preserve_fds,
+                apparmor: a.apparmor.clone(),
             };
             return rt.exec(&id(&a.id)?, &o);
         }

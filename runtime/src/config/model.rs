@@ -67,6 +67,22 @@ pub struct ProcessConfig {
     pub oom_score_adj: Option<i32>,
     /// ioprio_set(2) value (class << 13 | priority).
     pub io_priority: Option<u32>,
+    /// sched_setattr(2) attributes.
+    pub scheduler: Option<SchedAttr>,
+    /// AppArmor profile the process changes to at exec.
+    pub apparmor_profile: Option<String>,
+}
+
+/// `struct sched_attr` fields (linux/sched/types.h), already validated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
 }
 
 impl ProcessConfig {

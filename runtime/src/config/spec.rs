@@ -51,8 +51,25 @@ pub struct Process {
     pub oom_score_adj: Option<i32>,
     pub selinux_label: Option<String>,
     pub io_priority: Option<IoPriority>,
-    /// Not implemented: refused when present (see `validate`).
-    pub scheduler: Option<serde_json::Value>,
+    pub scheduler: Option<Scheduler>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Scheduler {
+    #[serde(default)]
+    pub policy: String,
+    #[serde(default)]
+    pub nice: i32,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub runtime: u64,
+    #[serde(default)]
+    pub deadline: u64,
+    #[serde(default)]
+    pub period: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -240,6 +240,34 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "tmpcopyup",
 ];
 
+/// Scheduling policy number (linux/sched.h) from its OCI name.
+pub fn sched_policy(name: &str) -> Option<u32> {
+    Some(match name {
+        "SCHED_OTHER" => 0,
+        "SCHED_FIFO" => 1,
+        "SCHED_RR" => 2,
+        "SCHED_BATCH" => 3,
+        "SCHED_ISO" => 4,
+        "SCHED_IDLE" => 5,
+        "SCHED_DEADLINE" => 6,
+        _ => return None,
+    })
+}
+
+/// `sched_attr.sched_flags` bit from its OCI name.
+pub fn sched_flag(name: &str) -> Option<u64> {
+    Some(match name {
+        "SCHED_FLAG_RESET_ON_FORK" => 0x01,
+        "SCHED_FLAG_RECLAIM" => 0x02,
+        "SCHED_FLAG_DL_OVERRUN" => 0x04,
+        "SCHED_FLAG_KEEP_POLICY" => 0x08,
+        "SCHED_FLAG_KEEP_PARAMS" => 0x10,
+        "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
+        "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

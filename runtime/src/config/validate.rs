@@ -419,20 +419,30 @@ pub fn validate_process(
             Some(class << 13 | io.priority as u32)
         }
     };
-    if p.scheduler.is_some() {
-        return Err(inv(
-            format!("{at}.scheduler"),
-            "not supported by berth-runc yet".into(),
-        ));
-    }
-    if p.apparmor_profile.as_deref().is_some_and(|a| !a.is_empty()) {
-        // The host has no AppArmor support in this runtime yet; refusing is
-        // safer than running unconfined.
-        return Err(inv(
-            format!("{at}.apparmorProfile"),
-            "AppArmor profiles are not supported by berth-runc yet".into(),
-        ));
-    }
+    let scheduler = p
+        .scheduler
+        .as_ref()
+        .map(|s| scheduler(&format!("{at}.scheduler"), s))
+        .transpose()
+        .map_err(|(f, m)| inv(f, m))?;
+    let apparmor_profile = match p.apparmor_profile.as_deref() {
+        None | Some("") => None,
+        Some(name) => {
+            let f = format!("{at}.apparmorProfile");
+            if name.contains(['\0', '\n']) || name.trim() != name {
+                return Err(inv(f, format!("{name:?} is not a valid profile name")));
+            }
+            // Refused rather than run unconfined (what the caller asked
+            // for cannot be enforced).
+            if !crate::sys::apparmor::enabled() {
+                return Err(inv(
+                    f,
+                    format!("profile {name:?} asked for, but AppArmor is not enabled on this host"),
+                ));
+            }
+            Some(name.to_owned())
+        }
+    };
     Ok(ProcessConfig {
         args,
         env,
@@ -450,6 +460,64 @@ pub fn validate_process(
         no_new_privs: p.no_new_privileges,
         oom_score_adj: p.oom_score_adj,
         io_priority,
+        scheduler,
+        apparmor_profile,
+    })
+}
+
+/// `process.scheduler`, checked as sched_setattr(2) would, with the field
+/// that is wrong.
+fn scheduler(at: &str, s: &spec::Scheduler) -> Result<SchedAttr, (String, String)> {
+    let policy = tables::sched_policy(&s.policy).ok_or_else(|| {
+        (
+            format!("{at}.policy"),
+            format!("unknown policy {:?}", s.policy),
+        )
+    })?;
+    let mut flags = 0;
+    for (i, f) in s.flags.iter().enumerate() {
+        flags |= tables::sched_flag(f)
+            .ok_or_else(|| (format!("{at}.flags[{i}]"), format!("unknown flag {f:?}")))?;
+    }
+    if !(-20..=19).contains(&s.nice) {
+        return Err((
+            format!("{at}.nice"),
+            format!("{} is outside -20..19", s.nice),
+        ));
+    }
+    let realtime = matches!(s.policy.as_str(), "SCHED_FIFO" | "SCHED_RR");
+    if realtime && !(1..=99).contains(&s.priority) {
+        return Err((
+            format!("{at}.priority"),
+            format!("{} is outside 1..99 for {}", s.priority, s.policy),
+        ));
+    }
+    if !realtime && s.priority != 0 {
+        return Err((
+            format!("{at}.priority"),
+            format!(
+                "must be 0 for {} (only SCHED_FIFO and SCHED_RR have one)",
+                s.policy
+            ),
+        ));
+    }
+    if s.policy != "SCHED_DEADLINE" && (s.runtime | s.deadline | s.period) != 0 {
+        return Err((
+            format!("{at}.runtime"),
+            format!(
+                "runtime, deadline and period are for SCHED_DEADLINE, not {}",
+                s.policy
+            ),
+        ));
+    }
+    Ok(SchedAttr {
+        policy,
+        flags,
+        nice: s.nice,
+        priority: s.priority as u32,
+        runtime: s.runtime,
+        deadline: s.deadline,
+        period: s.period,
     })
 }
 
@@ -730,11 +798,18 @@ mod tests {
         assert_eq!(c.process.io_priority, Some(2 << 13 | 4));
         assert_eq!(c.linux.personality, Some(8));
         let mut j = base();
+        j["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_RR", "priority": 3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
+        let s = bundle_with(j).1.unwrap().process.scheduler.unwrap();
+        assert_eq!((s.policy, s.priority, s.flags), (2, 3, 1));
+        let mut j = base();
         j["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_FIFO"});
         assert_eq!(
             err(j),
-            "config.json: process.scheduler: not supported by berth-runc yet"
+            "config.json: process.scheduler.priority: 0 is outside 1..99 for SCHED_FIFO"
         );
+        let mut j = base();
+        j["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_BATCH", "deadline": 1000});
+        assert!(err(j).starts_with("config.json: process.scheduler.runtime: runtime, deadline"));
         let mut j = base();
         j["process"]["ioPriority"] = serde_json::json!({"class": "IOPRIO_CLASS_X"});
         assert!(err(j).starts_with("config.json: process.ioPriority.class: unknown class"));

@@ -27,6 +27,8 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// AppArmor profile in place of the container's.
+    pub apparmor: Option<String>,
 }
 
 impl Runtime {
@@ -147,6 +149,14 @@ impl Runtime {
         }
         p.terminal = o.tty;
         p.no_new_privs |= o.no_new_privs;
+        if let Some(a) = &o.apparmor {
+            if !a.is_empty() && !crate::sys::apparmor::enabled() {
+                return Err(Error::Usage(format!(
+                    "--apparmor {a:?}: AppArmor is not enabled on this host"
+                )));
+            }
+            p.apparmor_profile = (!a.is_empty()).then(|| a.clone());
+        }
         Ok(p)
     }
 }

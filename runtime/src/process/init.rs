@@ -252,6 +252,15 @@ pub fn finalize(
             return Err(io("set io priority")(std::io::Error::last_os_error()));
         }
     }
+    if let Some(a) = &p.scheduler {
+        sys::sched_setattr(a).map_err(io("set scheduler (sched_setattr)"))?;
+    }
+    // Before the identity and capabilities change: the switch happens at
+    // exec, and asking for it needs nothing dropped yet.
+    if let Some(name) = &p.apparmor_profile {
+        sys::apparmor::change_onexec(name)
+            .map_err(io(format!("apply AppArmor profile {name:?}")))?;
+    }
     let last = sys::caps::last_cap();
     if let Some(c) = &p.caps {
         sys::caps::drop_bounding(c.bounding, last).map_err(io("capabilities: bounding set"))?;

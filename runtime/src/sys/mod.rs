@@ -2,6 +2,7 @@
 //! does not cover (clone3, openat2, mount_setattr, capset, pidfd). Every
 //! `unsafe` in the crate's process code goes through here.
 
+pub mod apparmor;
 pub mod bpf;
 pub mod caps;
 pub mod exe;
@@ -193,6 +194,34 @@ pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> io::Result<()> {
 pub fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> io::Result<libc::c_int> {
     // SAFETY: the prctl operations used here take integer arguments only.
     cvt_i(unsafe { libc::prctl(op, a, b, 0 as libc::c_ulong, 0 as libc::c_ulong) })
+}
+
+/// sched_setattr(2) on the calling thread.
+pub fn sched_setattr(a: &crate::config::model::SchedAttr) -> io::Result<()> {
+    /// `struct sched_attr`, SCHED_ATTR_SIZE_VER0.
+    #[repr(C)]
+    struct Attr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let attr = Attr {
+        size: std::mem::size_of::<Attr>() as u32,
+        policy: a.policy,
+        flags: a.flags,
+        nice: a.nice,
+        priority: a.priority,
+        runtime: a.runtime,
+        deadline: a.deadline,
+        period: a.period,
+    };
+    // SAFETY: `attr` is a complete sched_attr of the size it states.
+    cvt(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const Attr, 0) }).map(drop)
 }
 
 pub fn setdomainname(name: &str) -> io::Result<()> {
