@@ -125,11 +125,19 @@ check "crictl inspectp shows a pod IP from the CNI subnet ($IP)" t '[[ $IP == $S
 check "the pod IP answers ping from the host" busybox ping -c1 -W2 "$IP"
 check "crictl runp of the same pod again returns the same id" t '[ "$(cr runp "$WORK/pod.json")" = "$POD" ]'
 
+# crictl events, running through the create and start below.
+cr events --output json >"$WORK/events.json" 2>"$WORK/events.err" &
+EVENTS=$!
+sleep 0.5
 CTR=$(crictl_ create "$POD" "$WORK/ctr.json" "$WORK/pod.json" || true)
 check "crictl create returns a container id" test "${#CTR}" = 64
 check "crictl ps -a lists it as Created" \
     jqe ".containers[] | select(.id == \"$CTR\") | .state == \"CONTAINER_CREATED\"" ps -a -o json
 check "crictl start" cr start "$CTR"
+sleep 0.5
+kill "$EVENTS" 2>/dev/null || true; wait "$EVENTS" 2>/dev/null || true
+check "crictl events streamed the container's CREATED and STARTED events" \
+    t 'cat "$WORK/events.err"; jq -s -e --arg id "$CTR" "[.[] | select(.containerId == \$id) | .containerEventType] == [\"CONTAINER_CREATED_EVENT\", \"CONTAINER_STARTED_EVENT\"]" "$WORK/events.json"'
 check "crictl ps shows it Running" t 'out=$(cr ps --id "$CTR"); echo "$out"; grep -q "^${CTR:0:13} .* Running " <<<"$out"'
 check "crictl logs prints hello-crictl" \
     t 'for i in $(seq 50); do cr logs "$CTR" | grep -x hello-crictl >/dev/null && exit 0; sleep 0.1; done; cr logs "$CTR"; exit 1'

@@ -76,6 +76,10 @@ pub async fn serve(
             return Err(e);
         }
     };
+    {
+        let containers = Arc::clone(&containers);
+        tokio::spawn(async move { containers.watch_running().await });
+    }
     let (streams, stream_listener) =
         match crate::stream::StreamServer::bind(&config.stream_address, config.state_dir.clone())
             .await

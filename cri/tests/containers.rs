@@ -869,3 +869,92 @@ async fn update_container_resources_changes_the_live_limits() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
+
+/// The next event of `stream`, within 20 s.
+async fn next_event(
+    stream: &mut tonic::Streaming<cri::ContainerEventResponse>,
+) -> cri::ContainerEventResponse {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("no event within 20 s")
+        .expect("event stream failed")
+        .expect("event stream ended")
+}
+
+#[tokio::test]
+async fn container_events_follow_the_lifecycle_and_survive_a_restart() {
+    use cri::ContainerEventType as E;
+    let (mut b, mut rt, p, pod_id) = busybox_pod(20, "events").await;
+    let mut events = rt
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let kind = |e: &cri::ContainerEventResponse| E::try_from(e.container_event_type).unwrap();
+
+    // Stopped by StopContainer.
+    let id = create(&mut rt, &pod_id, &p, container("long", "sleep 300"))
+        .await
+        .unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!(
+        (kind(&e), e.container_id.as_str()),
+        (E::ContainerCreatedEvent, id.as_str())
+    );
+    assert_eq!(e.pod_sandbox_status.as_ref().unwrap().id, pod_id);
+    assert!(e.containers_statuses.iter().any(|s| s.id == id), "{e:?}");
+    start(&mut rt, &id).await;
+    let e = next_event(&mut events).await;
+    assert_eq!(
+        (kind(&e), e.container_id.as_str()),
+        (E::ContainerStartedEvent, id.as_str())
+    );
+    let running = e.containers_statuses.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(running.state, cri::ContainerState::ContainerRunning as i32);
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 1,
+    })
+    .await
+    .unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!(
+        (kind(&e), e.container_id.as_str()),
+        (E::ContainerStoppedEvent, id.as_str())
+    );
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!(
+        (kind(&e), e.container_id.as_str()),
+        (E::ContainerDeletedEvent, id.as_str())
+    );
+    assert!(!e.containers_statuses.iter().any(|s| s.id == id), "{e:?}");
+
+    // A container that exits on its own, after berthd was killed and
+    // restarted while it ran: its end is still reported, with its code.
+    let id = create(&mut rt, &pod_id, &p, container("short", "sleep 3; exit 3"))
+        .await
+        .unwrap();
+    start(&mut rt, &id).await;
+    drop(events);
+    b.kill9();
+    b.spawn();
+    let mut rt = b.runtime().await;
+    let mut events = rt
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let e = next_event(&mut events).await;
+    assert_eq!(
+        (kind(&e), e.container_id.as_str()),
+        (E::ContainerStoppedEvent, id.as_str())
+    );
+    let st = e.containers_statuses.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(st.exit_code, 3, "{st:?}");
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+}

@@ -51,7 +51,31 @@ pub struct ContainerManager {
     bundles: PathBuf,
     containers: Mutex<BTreeMap<String, Container>>,
     names: Names,
+    /// Lifecycle events for `GetContainerEvents` subscribers.
+    events: tokio::sync::broadcast::Sender<Event>,
 }
+
+/// A container's lifecycle step, as `GetContainerEvents` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Created,
+    Started,
+    Stopped,
+    Deleted,
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub container_id: String,
+    pub sandbox_id: String,
+    pub kind: EventKind,
+    /// Nanoseconds since the epoch.
+    pub at: i64,
+}
+
+/// Events a slow subscriber may fall behind by before it misses some (it is
+/// told, and a kubelet relists then).
+const EVENT_BACKLOG: usize = 1024;
 
 /// A shim error response as berthd's error.
 fn shim_error(kind: ErrorKind, message: String) -> Error {
@@ -153,6 +177,7 @@ impl ContainerManager {
             store,
             containers: Mutex::default(),
             names: Names::new("container"),
+            events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
         };
         for (_, c) in records {
             if let Some(sb) = mgr.sandboxes.get(&c.sandbox_id) {
@@ -276,6 +301,7 @@ impl ContainerManager {
             .expect("containers lock")
             .insert(id.clone(), c);
         tracing::info!(container_id = %id, sandbox_id = %sb.id, "container created");
+        self.emit(&id, &sb.id, EventKind::Created);
         Ok(id)
     }
 
@@ -438,7 +464,57 @@ impl ContainerManager {
         )
         .await?;
         tracing::info!(container_id = %c.id, "container started");
+        self.emit(&c.id, &c.sandbox_id, EventKind::Started);
+        self.watch_exit(Self::shim_socket(&sb)?, &c);
         Ok(())
+    }
+
+    /// Subscribe to lifecycle events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, container_id: &str, sandbox_id: &str, kind: EventKind) {
+        // No subscriber is not an error.
+        let _ = self.events.send(Event {
+            container_id: container_id.to_owned(),
+            sandbox_id: sandbox_id.to_owned(),
+            kind,
+            at: now_ns(),
+        });
+    }
+
+    /// Report `Stopped` when the container exits, however it exits (its own
+    /// end, StopContainer, an OOM kill): the monitor's `Wait` answers then.
+    fn watch_exit(&self, socket: PathBuf, c: &Container) {
+        let (tx, id, sandbox_id) = (self.events.clone(), c.id.clone(), c.sandbox_id.clone());
+        tokio::spawn(async move {
+            // An error means the monitor went away with its pod: the pod's
+            // teardown reports what it removes.
+            if let Ok(Response::State { .. }) =
+                call(&socket, &Request::Wait { id: id.clone() }).await
+            {
+                let _ = tx.send(Event {
+                    container_id: id,
+                    sandbox_id,
+                    kind: EventKind::Stopped,
+                    at: now_ns(),
+                });
+            }
+        });
+    }
+
+    /// After a restart: watch every container still running, so its exit is
+    /// reported as if berthd had never been away.
+    pub async fn watch_running(&self) {
+        for (c, st) in self.list(&ContainerFilter::default()).await {
+            if st.state == State::Running
+                && let Some(sb) = self.sandboxes.get(&c.sandbox_id)
+                && let Ok(socket) = Self::shim_socket(&sb)
+            {
+                self.watch_exit(socket, &c);
+            }
+        }
     }
 
     fn sandbox_of(&self, c: &Container) -> Result<Sandbox> {
@@ -605,6 +681,7 @@ impl ContainerManager {
             self.names.release(&name_key(&c.spec, &sb), &c.id);
         }
         tracing::info!(container_id = %c.id, "container removed");
+        self.emit(&c.id, &c.sandbox_id, EventKind::Deleted);
         Ok(())
     }
 

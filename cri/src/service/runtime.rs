@@ -110,6 +110,40 @@ impl RuntimeService {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
 
+/// An event with its pod's status and the statuses of the pod's containers
+/// as they are when it is sent (what containerd attaches).
+async fn event_response(
+    sandboxes: &SandboxManager,
+    containers: &ContainerManager,
+    e: crate::container::Event,
+) -> cri::ContainerEventResponse {
+    use crate::container::EventKind;
+    let kind = match e.kind {
+        EventKind::Created => cri::ContainerEventType::ContainerCreatedEvent,
+        EventKind::Started => cri::ContainerEventType::ContainerStartedEvent,
+        EventKind::Stopped => cri::ContainerEventType::ContainerStoppedEvent,
+        EventKind::Deleted => cri::ContainerEventType::ContainerDeletedEvent,
+    };
+    let filter = crate::container::ContainerFilter {
+        sandbox_id: Some(e.sandbox_id.clone()),
+        ..Default::default()
+    };
+    cri::ContainerEventResponse {
+        container_id: e.container_id,
+        container_event_type: kind as i32,
+        created_at: e.at,
+        pod_sandbox_status: sandboxes
+            .get(&e.sandbox_id)
+            .map(|sb| convert::sandbox_status(&sb)),
+        containers_statuses: containers
+            .list(&filter)
+            .await
+            .iter()
+            .map(|(c, st)| convert_container::container_status(c, st))
+            .collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl cri::runtime_service_server::RuntimeService for RuntimeService {
     async fn version(
@@ -283,10 +317,30 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         _request: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(crate::error::Error::Unimplemented {
-            what: "get_container_events",
-        }
-        .into())
+        let mut events = self.containers.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (sandboxes, containers) = (Arc::clone(&self.sandboxes), Arc::clone(&self.containers));
+        // Ends when the subscriber goes away (the send fails) or berthd stops.
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let e = match events.recv().await {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "a GetContainerEvents subscriber fell behind");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                let resp = event_response(&sandboxes, &containers, e).await;
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn create_container(
