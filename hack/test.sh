@@ -136,6 +136,12 @@ if [ $QUICK = 0 ]; then
     SUITE=1 tier critest-berthd "critest against berthd + berth-runc" bash -c 'bash hack/critest-berthd.sh; exit 0'
     parity critest-parity "berthd passes >= containerd's critest specs (reported)" \
         critest critest-containerd containerd critest-berthd berthd
+    # The streaming specs again with client-go's WebSocket clients (exec and
+    # attach on v5.channel.k8s.io, port-forward as SPDY tunnelled in
+    # WebSocket); every one must pass.
+    SUITE=1 tier critest-berthd-websocket "critest streaming specs over WebSocket against berthd" \
+        env BERTH_LOGDIR="$OUT/log/websocket" bash hack/critest-berthd.sh --ginkgo.focus=Streaming \
+        --websocket-exec --websocket-attach --websocket-portforward
     # cgroup v2 is not this host's layout: the runtime's root tests run again
     # in a v2 VM (hack/vm.sh; the image is built once and cached).
     tier vm-image "VM kernel, initramfs, root image (cached)" bash hack/vm.sh build

@@ -6,33 +6,20 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::conn::Conn;
-use super::exec::{Outcome, TermSize, Want, finish, gather};
+use super::exec::{Link, Outcome, Streams, TermSize, finish};
 use super::{AttachRequest, ExecProtocol};
 use crate::shim::proto::{Request, Response, frame};
 
-pub async fn serve(mut conn: Conn, req: AttachRequest, proto: ExecProtocol) {
-    let want = Want {
-        stdin: req.stdin,
-        stdout: req.stdout,
-        stderr: req.stderr,
-        tty: req.tty,
-    };
-    let Some(mut s) = gather(&mut conn, want, proto).await else {
-        tracing::debug!(container_id = %req.container_id, "attach: client did not open its streams");
-        conn.shutdown().await;
-        return;
-    };
+pub(super) async fn serve(mut link: Link, mut s: Streams, req: AttachRequest, proto: ExecProtocol) {
     let error = s.error.take();
     let outcome = tokio::select! {
         o = bridge(&req, s) => o,
-        // No more streams come: the client closed the connection.
-        () = async { while conn.streams.recv().await.is_some() {} } => Outcome::Exited(0),
+        () = link.client_gone() => Outcome::Exited(0),
     };
-    finish(conn, error, proto, &[], &outcome).await;
+    finish(link, error, proto, &[], &outcome).await;
 }
 
-async fn bridge(req: &AttachRequest, s: super::exec::Streams) -> Outcome {
+async fn bridge(req: &AttachRequest, s: Streams) -> Outcome {
     let shim_req = Request::Attach {
         id: req.container_id.clone(),
         stdin: s.stdin.is_some(),

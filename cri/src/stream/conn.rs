@@ -32,6 +32,16 @@ pub struct StreamWriter {
 }
 
 impl StreamWriter {
+    /// A writer for stream `id` whose frames go to `out` (the WebSocket
+    /// path translates them into channel messages).
+    pub(super) fn new(id: u32, out: mpsc::Sender<Frame>) -> Self {
+        StreamWriter {
+            id,
+            out,
+            closed: false,
+        }
+    }
+
     /// Send `data`; false once the connection is gone.
     pub async fn write(&self, data: &[u8]) -> bool {
         for chunk in data.chunks(64 << 10) {
@@ -96,11 +106,7 @@ impl Conn {
     }
 
     pub fn writer(&self, id: u32) -> StreamWriter {
-        StreamWriter {
-            id,
-            out: self.out.clone(),
-            closed: false,
-        }
+        StreamWriter::new(id, self.out.clone())
     }
 
     /// Say GOAWAY, flush what is queued and close the socket.

@@ -89,31 +89,50 @@ pub(super) async fn gather(conn: &mut Conn, want: Want, proto: ExecProtocol) -> 
     matches!(gathered, Ok(true)).then_some(s)
 }
 
-pub async fn serve(mut conn: Conn, req: ExecRequest, proto: ExecProtocol, state_dir: &Path) {
-    let want = Want {
-        stdin: req.stdin,
-        stdout: req.stdout,
-        stderr: req.stderr,
-        tty: req.tty,
-    };
-    let Some(mut s) = gather(&mut conn, want, proto).await else {
-        tracing::debug!(container_id = %req.container_id, "exec: client did not open its streams");
-        conn.shutdown().await;
-        return;
-    };
+pub(super) async fn serve(
+    link: Link,
+    mut s: Streams,
+    req: ExecRequest,
+    proto: ExecProtocol,
+    state_dir: &Path,
+) {
     let error = s.error.take();
     let outcome = if req.tty {
         run_tty(&req, state_dir, s).await
     } else {
         run_piped(&req, state_dir, s).await
     };
-    finish(conn, error, proto, &req.cmd, &outcome).await;
+    finish(link, error, proto, &req.cmd, &outcome).await;
+}
+
+/// The connection a session runs on: SPDY streams or WebSocket channels.
+pub(super) enum Link {
+    Spdy(Conn),
+    Ws(super::ws::Session),
+}
+
+impl Link {
+    /// Resolves when the client has gone away.
+    pub(super) async fn client_gone(&mut self) {
+        match self {
+            // No more streams come: the client closed the connection.
+            Link::Spdy(c) => while c.streams.recv().await.is_some() {},
+            Link::Ws(s) => s.client_gone().await,
+        }
+    }
+
+    pub(super) async fn shutdown(self) {
+        match self {
+            Link::Spdy(c) => c.shutdown().await,
+            Link::Ws(s) => s.shutdown().await,
+        }
+    }
 }
 
 /// Ends a session (exec or attach): the outcome on the error stream, if the
 /// client opened one, then the connection closed.
 pub(super) async fn finish(
-    conn: Conn,
+    link: Link,
     error: Option<StreamWriter>,
     proto: ExecProtocol,
     cmd: &[String],
@@ -126,7 +145,7 @@ pub(super) async fn finish(
         }
         error.close().await;
     }
-    conn.shutdown().await;
+    link.shutdown().await;
 }
 
 /// What the error stream carries: a metav1.Status in v4, plain text before.

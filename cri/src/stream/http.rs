@@ -1,5 +1,6 @@
-//! The one HTTP/1.1 exchange before a connection turns into SPDY: read the
-//! request head, answer `101 Switching Protocols` or an error.
+//! The one HTTP/1.1 exchange before a connection turns into SPDY or
+//! WebSocket: read the request head, answer `101 Switching Protocols` or an
+//! error.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -84,6 +85,19 @@ pub async fn respond_upgrade(
 ) -> std::io::Result<()> {
     let msg = format!(
         "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\n\r\n"
+    );
+    w.write_all(msg.as_bytes()).await?;
+    w.flush().await
+}
+
+/// Switch to WebSocket with the negotiated sub-protocol.
+pub async fn respond_websocket(
+    w: &mut (impl AsyncWrite + Unpin),
+    accept: &str,
+    protocol: &str,
+) -> std::io::Result<()> {
+    let msg = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
     );
     w.write_all(msg.as_bytes()).await?;
     w.flush().await

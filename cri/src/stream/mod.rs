@@ -15,6 +15,7 @@ pub mod exec;
 pub mod http;
 pub mod portforward;
 pub mod spdy;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,6 +38,15 @@ const EXEC_PROTOCOLS: [&str; 3] = [
     "v2.channel.k8s.io",
 ];
 const PORTFORWARD_PROTOCOL: &str = "portforward.k8s.io";
+/// remotecommand over WebSocket (client-go's WebSocket executor offers v5).
+const WS_EXEC_PROTOCOLS: [&str; 4] = [
+    "v5.channel.k8s.io",
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+];
+/// Port-forward as SPDY tunnelled through WebSocket messages.
+const WS_PORTFORWARD_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -202,12 +212,13 @@ impl StreamServer {
                 .to_owned(),
         );
         let upgrade = head.values("upgrade");
-        if !upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
+        let websocket = upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket"));
+        if !websocket && !upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
             http::respond_error(
                 &mut w,
                 400,
                 "Bad Request",
-                "unable to upgrade: only SPDY/3.1 is supported",
+                "unable to upgrade: only SPDY/3.1 and websocket are supported",
             )
             .await;
             return;
@@ -222,39 +233,100 @@ impl StreamServer {
             .await;
             return;
         };
-        let offered = head.values("x-stream-protocol-version");
-        let chosen = match &req {
-            Request::Exec(_) | Request::Attach(_) => offered
-                .iter()
-                .find(|p| EXEC_PROTOCOLS.contains(&p.as_str()))
-                .cloned(),
-            Request::PortForward(_) => offered.iter().find(|p| *p == PORTFORWARD_PROTOCOL).cloned(),
+        let (offered, supported) = match (&req, websocket) {
+            (Request::Exec(_) | Request::Attach(_), false) => (
+                head.values("x-stream-protocol-version"),
+                &EXEC_PROTOCOLS[..],
+            ),
+            (Request::PortForward(_), false) => (
+                head.values("x-stream-protocol-version"),
+                &[PORTFORWARD_PROTOCOL][..],
+            ),
+            (Request::Exec(_) | Request::Attach(_), true) => (
+                head.values("sec-websocket-protocol"),
+                &WS_EXEC_PROTOCOLS[..],
+            ),
+            (Request::PortForward(_), true) => (
+                head.values("sec-websocket-protocol"),
+                &[WS_PORTFORWARD_PROTOCOL][..],
+            ),
         };
-        let Some(protocol) = chosen else {
+        // The client's preference among what both speak.
+        let Some(protocol) = offered
+            .iter()
+            .find(|p| supported.contains(&p.as_str()))
+            .cloned()
+        else {
             let body = format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {:?}",
-                match &req {
-                    Request::Exec(_) | Request::Attach(_) => &EXEC_PROTOCOLS[..],
-                    Request::PortForward(_) => &[PORTFORWARD_PROTOCOL][..],
-                }
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {supported:?}"
             );
             http::respond_error(&mut w, 403, "Forbidden", &body).await;
             return;
         };
-        if http::respond_upgrade(&mut w, &protocol).await.is_err() {
+        let upgraded = if websocket {
+            let Some(key) = head.values("sec-websocket-key").into_iter().next() else {
+                http::respond_error(&mut w, 400, "Bad Request", "missing Sec-WebSocket-Key").await;
+                return;
+            };
+            http::respond_websocket(&mut w, &ws::accept_key(&key), &protocol).await
+        } else {
+            http::respond_upgrade(&mut w, &protocol).await
+        };
+        if upgraded.is_err() {
             return;
         }
         let reader = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(rest), r);
-        let conn = conn::Conn::new(reader, w);
         let proto = match protocol.as_str() {
-            "v4.channel.k8s.io" => ExecProtocol::V4,
+            "v5.channel.k8s.io" | "v4.channel.k8s.io" => ExecProtocol::V4,
             "v3.channel.k8s.io" => ExecProtocol::V3,
             _ => ExecProtocol::V2,
         };
+        let want = match &req {
+            Request::Exec(e) => exec::Want {
+                stdin: e.stdin,
+                stdout: e.stdout,
+                stderr: e.stderr,
+                tty: e.tty,
+            },
+            Request::Attach(a) => exec::Want {
+                stdin: a.stdin,
+                stdout: a.stdout,
+                stderr: a.stderr,
+                tty: a.tty,
+            },
+            Request::PortForward(p) => {
+                if websocket {
+                    let (tunnel, mut tasks) = ws::tunnel(reader, w);
+                    let (tr, tw) = tokio::io::split(tunnel);
+                    portforward::serve(conn::Conn::new(tr, tw), p.clone()).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        while tasks.join_next().await.is_some() {}
+                    })
+                    .await;
+                } else {
+                    portforward::serve(conn::Conn::new(reader, w), p.clone()).await;
+                }
+                return;
+            }
+        };
+        let (link, streams) = if websocket {
+            let (session, streams) = ws::channels(reader, w, want);
+            (exec::Link::Ws(session), streams)
+        } else {
+            let mut conn = conn::Conn::new(reader, w);
+            match exec::gather(&mut conn, want, proto).await {
+                Some(s) => (exec::Link::Spdy(conn), s),
+                None => {
+                    tracing::debug!("remotecommand: client did not open its streams");
+                    conn.shutdown().await;
+                    return;
+                }
+            }
+        };
         match req {
-            Request::Exec(e) => exec::serve(conn, e, proto, &self.state_dir).await,
-            Request::Attach(a) => attach::serve(conn, a, proto).await,
-            Request::PortForward(p) => portforward::serve(conn, p).await,
+            Request::Exec(e) => exec::serve(link, streams, e, proto, &self.state_dir).await,
+            Request::Attach(a) => attach::serve(link, streams, a, proto).await,
+            Request::PortForward(_) => unreachable!("served above"),
         }
     }
 }
