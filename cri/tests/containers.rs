@@ -274,6 +274,25 @@ async fn lifecycle_logs_exec_stop_and_exit_reasons() {
     );
     assert!(mem.usage_bytes.unwrap().value > 0, "{mem:?}");
     assert_eq!(stats.attributes.unwrap().id, id);
+    // Traffic to the pod, so its interface has something to count.
+    let ip = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod_id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+    let ping = std::process::Command::new("busybox")
+        .args(["ping", "-c", "2", "-W", "2", &ip])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "ping {ip}: {ping:?}");
     let pod_stats = rt
         .pod_sandbox_stats(cri::PodSandboxStatsRequest {
             pod_sandbox_id: pod_id.clone(),
@@ -286,6 +305,21 @@ async fn lifecycle_logs_exec_stop_and_exit_reasons() {
     let linux = pod_stats.linux.unwrap();
     assert_eq!(linux.containers.len(), 1);
     assert!(linux.memory.unwrap().usage_bytes.unwrap().value > 0);
+    let net = linux.network.expect("pod network stats");
+    let eth0 = net.default_interface.clone().expect("default interface");
+    assert_eq!(eth0.name, "eth0");
+    // Two echo requests of 84 bytes at least came in, two replies went out.
+    assert!(eth0.rx_bytes.unwrap().value >= 168, "{eth0:?}");
+    assert!(eth0.tx_bytes.unwrap().value >= 168, "{eth0:?}");
+    assert!(!net.interfaces.iter().any(|i| i.name == "lo"), "{net:?}");
+    // The container's sh and its sleep.
+    let procs = linux
+        .process
+        .expect("process stats")
+        .process_count
+        .unwrap()
+        .value;
+    assert!(procs >= 1, "process count {procs}");
     let all = rt
         .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())
         .await

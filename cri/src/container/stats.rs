@@ -19,6 +19,55 @@ pub struct Usage {
     pub major_page_faults: u64,
     pub writable_bytes: u64,
     pub writable_inodes: u64,
+    /// Tasks in the cgroup (`pids.current`).
+    pub pids: u64,
+}
+
+/// One interface's counters from `/proc/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_errors: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+}
+
+/// Parse `/proc/net/dev` (two header lines, then `name: 8 receive and 8
+/// transmit counters`); loopback is left out, as the kubelet does.
+pub fn parse_net_dev(text: &str) -> Vec<Interface> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let name = name.trim();
+            let n: Vec<u64> = rest
+                .split_whitespace()
+                .map(|f| f.parse().ok())
+                .collect::<Option<_>>()?;
+            (n.len() >= 16 && name != "lo").then(|| Interface {
+                name: name.to_owned(),
+                rx_bytes: n[0],
+                rx_errors: n[2],
+                tx_bytes: n[8],
+                tx_errors: n[10],
+            })
+        })
+        .collect()
+}
+
+/// The interfaces of the network namespace pinned at `netns`, read from a
+/// short-lived thread that enters it (berthd's own threads never move).
+pub fn netns_interfaces(netns: &Path) -> std::io::Result<Vec<Interface>> {
+    let netns = netns.to_owned();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&netns)?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        // thread-self: /proc/self/net is the main thread's namespace.
+        std::fs::read_to_string("/proc/thread-self/net/dev").map(|t| parse_net_dev(&t))
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("netns reader thread panicked"))?
 }
 
 fn read_u64(p: &Path) -> Option<u64> {
@@ -48,6 +97,7 @@ pub fn cgroup_usage(root: &Path, cgroup_path: &str) -> Usage {
         u.rss = keyed(&stat, "anon").unwrap_or(0);
         u.page_faults = keyed(&stat, "pgfault").unwrap_or(0);
         u.major_page_faults = keyed(&stat, "pgmajfault").unwrap_or(0);
+        u.pids = read_u64(&v2.join("pids.current")).unwrap_or(0);
         return u;
     }
     for cpu in ["cpuacct", "cpu,cpuacct", "cpu"] {
@@ -64,6 +114,7 @@ pub fn cgroup_usage(root: &Path, cgroup_path: &str) -> Usage {
     u.rss = keyed(&stat, "total_rss").unwrap_or(0);
     u.page_faults = keyed(&stat, "total_pgfault").unwrap_or(0);
     u.major_page_faults = keyed(&stat, "total_pgmajfault").unwrap_or(0);
+    u.pids = read_u64(&root.join("pids").join(rel).join("pids.current")).unwrap_or(0);
     u
 }
 
@@ -98,6 +149,29 @@ pub fn dir_usage(dir: &Path) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_dev_parses_without_loopback() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     140       2    0    0    0     0          0         0      140       2    0    0    0     0       0          0
+  eth0:    1206      15    1    0    0     0          0         0      796       8    2    0    0     0       0          0
+";
+        assert_eq!(
+            parse_net_dev(text),
+            [Interface {
+                name: "eth0".into(),
+                rx_bytes: 1206,
+                rx_errors: 1,
+                tx_bytes: 796,
+                tx_errors: 2,
+            }]
+        );
+        assert!(
+            parse_net_dev("x\ny\neth0: 1 2 3\n").is_empty(),
+            "short lines are skipped"
+        );
+    }
 
     #[test]
     fn reads_v1_and_v2_layouts() {

@@ -446,8 +446,26 @@ pub fn container_stats(c: &Container, u: &Usage) -> cri::ContainerStats {
 pub fn pod_sandbox_stats(
     sb: &crate::sandbox::model::Sandbox,
     containers: &[(Container, Usage)],
+    interfaces: Option<&[crate::container::stats::Interface]>,
     timestamp: i64,
 ) -> cri::PodSandboxStats {
+    let wire = |i: &crate::container::stats::Interface| cri::NetworkInterfaceUsage {
+        name: i.name.clone(),
+        rx_bytes: Some(cri::UInt64Value { value: i.rx_bytes }),
+        rx_errors: Some(cri::UInt64Value { value: i.rx_errors }),
+        tx_bytes: Some(cri::UInt64Value { value: i.tx_bytes }),
+        tx_errors: Some(cri::UInt64Value { value: i.tx_errors }),
+    };
+    // The kubelet's default interface is eth0 (CNI's usual name).
+    let network = interfaces.map(|ifs| cri::NetworkUsage {
+        timestamp,
+        default_interface: ifs
+            .iter()
+            .find(|i| i.name == "eth0")
+            .or_else(|| ifs.first())
+            .map(wire),
+        interfaces: ifs.iter().map(wire).collect(),
+    });
     let sum = |f: fn(&Usage) -> u64| containers.iter().map(|(_, u)| f(u)).sum::<u64>();
     let v = |value| Some(cri::UInt64Value { value });
     cri::PodSandboxStats {
@@ -472,8 +490,11 @@ pub fn pod_sandbox_stats(
                 page_faults: v(sum(|u| u.page_faults)),
                 major_page_faults: v(sum(|u| u.major_page_faults)),
             }),
-            network: None,
-            process: None,
+            network,
+            process: Some(cri::ProcessUsage {
+                timestamp,
+                process_count: v(sum(|u| u.pids)),
+            }),
             containers: containers
                 .iter()
                 .map(|(c, u)| container_stats(c, u))

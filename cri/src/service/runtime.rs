@@ -75,7 +75,21 @@ impl RuntimeService {
         let timestamp = containers
             .first()
             .map_or_else(crate::sandbox::now_ns, |(_, u)| u.timestamp);
-        convert_container::pod_sandbox_stats(sb, &containers, timestamp)
+        // Host-network pods have no network of their own to report.
+        let interfaces = match &sb.netns {
+            Some(ns) => {
+                let ns = ns.clone();
+                tokio::task::spawn_blocking(move || crate::container::stats::netns_interfaces(&ns))
+                    .await
+                    .ok()
+                    .and_then(|r| {
+                        r.map_err(|e| tracing::debug!(sandbox_id = %sb.id, error = %e, "pod network stats"))
+                            .ok()
+                    })
+            }
+            None => None,
+        };
+        convert_container::pod_sandbox_stats(sb, &containers, interfaces.as_deref(), timestamp)
     }
 
     fn conditions(&self) -> Vec<cri::RuntimeCondition> {
