@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::Berthd;
+use common::{Berthd, shims_under};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
@@ -991,4 +991,135 @@ async fn container_events_follow_the_lifecycle_and_survive_a_restart() {
     let st = e.containers_statuses.iter().find(|s| s.id == id).unwrap();
     assert_eq!(st.exit_code, 3, "{st:?}");
     assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+}
+
+/// Processes whose cgroup path names `needle`.
+fn pids_in_cgroups_naming(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            std::fs::read_to_string(e.path().join("cgroup"))
+                .ok()?
+                .contains(needle)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn after_a_reboot_pods_are_not_ready_ips_released_and_containers_exited() {
+    let (mut b, mut rt, p, pod_id) = busybox_pod(21, "reboot").await;
+    let id = create(&mut rt, &pod_id, &p, container("long", "sleep 300"))
+        .await
+        .unwrap();
+    start(&mut rt, &id).await;
+    let ip = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod_id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+    drop(rt);
+    // What a reboot takes away: berthd, the monitors, the containers, every
+    // mount, and the state folder (/run); root_dir (/var/lib) stays.
+    b.kill9();
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    };
+    shims_under(b.dir.path()).into_iter().for_each(kill);
+    common::wait_until(|| shims_under(b.dir.path()).is_empty(), "the shims to die");
+    pids_in_cgroups_naming(&id).into_iter().for_each(kill);
+    common::wait_until(
+        || pids_in_cgroups_naming(&id).is_empty(),
+        "the container to die",
+    );
+    let under = b.dir.path().to_string_lossy().into_owned();
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .filter(|m| m.starts_with(&under))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    }
+    std::fs::remove_dir_all(b.state_dir()).unwrap();
+
+    b.spawn();
+    let mut rt = b.runtime().await;
+    let pods = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_eq!(pods[0].state, cri::PodSandboxState::SandboxNotready as i32);
+    // CNI DEL ran at start: host-local holds the IP no more.
+    let held: Vec<String> = std::fs::read_dir(b.dir.path().join("ipam"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!held.contains(&ip), "IP {ip} still allocated: {held:?}");
+    let st = status(&mut rt, &id).await;
+    assert_eq!(
+        (st.state, st.exit_code, st.reason.as_str()),
+        (cri::ContainerState::ContainerExited as i32, 255, "Unknown"),
+        "{st:?}"
+    );
+    // The kubelet's clean-up works on what is left.
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod_id.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod_id,
+    })
+    .await
+    .unwrap();
+    assert!(
+        list(&mut rt, cri::ContainerFilter::default())
+            .await
+            .is_empty()
+    );
+    // The container's cgroup, which no runtime state names any more.
+    let left: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .flat_map(|h| walk_dirs(&h.path(), 3))
+        .filter(|d| d.to_string_lossy().contains(&id))
+        .collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+/// Folders under `dir`, `depth` levels down at most.
+fn walk_dirs(dir: &std::path::Path, depth: u32) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if depth == 0 {
+        return out;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(e.path());
+            out.extend(walk_dirs(&e.path(), depth - 1));
+        }
+    }
+    out
 }

@@ -122,8 +122,47 @@ fn oom_kills(cgroup_path: &str) -> u64 {
     0
 }
 
-fn status_of(c: &Container, st: Option<&proto::ContainerState>) -> Status {
+/// rmdir the container's cgroup folder in every hierarchy where it is still
+/// there and empty (a live one is busy, and stays).
+fn remove_empty_cgroup(cgroup_path: &str) {
+    let rel = cgroup_path.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(rel)];
+    for h in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        dirs.push(h.path().join(rel));
+    }
+    for d in dirs {
+        if d.is_dir() {
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+}
+
+fn pod_down(sb: Option<&Sandbox>) -> bool {
+    sb.is_none_or(|sb| sb.state != SandboxState::Ready)
+}
+
+/// The live status from the monitor's answer. `pod_down`: the pod is not
+/// ready (stopped, or found without its namespace or monitor after a
+/// restart), so a container its monitor cannot tell about is not running:
+/// exited, code 255, reason Unknown, as containerd reports containers lost
+/// with a reboot.
+fn status_of(c: &Container, st: Option<&proto::ContainerState>, pod_down: bool) -> Status {
     let Some(st) = st else {
+        if pod_down {
+            return Status {
+                state: State::Exited,
+                pid: 0,
+                started_at: 0,
+                finished_at: 0,
+                exit_code: 255,
+                reason: "Unknown".into(),
+                message: "the pod's monitor is gone (a reboot, or it was killed): the exit status is unknown".into(),
+            };
+        }
         return Status {
             state: State::Unknown,
             pid: 0,
@@ -437,6 +476,9 @@ impl ContainerManager {
         {
             tracing::warn!(container_id = %c.id, error = %error_chain(&e), "monitor delete");
         }
+        // The runtime removes the cgroup at delete; one it no longer knows
+        // (its state went with a reboot or a crash) leaves it behind.
+        remove_empty_cgroup(&c.cgroup_path);
         let bundle = c.bundle.clone();
         let removed =
             tokio::task::spawn_blocking(move || berth_images::rootfs::remove(&bundle)).await;
@@ -529,14 +571,15 @@ impl ContainerManager {
     /// The record and the live status of a container.
     pub async fn status(&self, id: &str) -> Result<(Container, Status)> {
         let c = self.get(id)?;
-        let st = match self.sandboxes.get(&c.sandbox_id).and_then(|sb| sb.shim) {
+        let sb = self.sandboxes.get(&c.sandbox_id);
+        let st = match sb.as_ref().and_then(|sb| sb.shim.as_ref()) {
             Some(shim) => match call(&shim.socket, &Request::State { id: c.id.clone() }).await {
                 Ok(Response::State { state }) => Some(state),
                 _ => None,
             },
             None => None,
         };
-        let status = status_of(&c, st.as_ref());
+        let status = status_of(&c, st.as_ref(), pod_down(sb.as_ref()));
         Ok((c, status))
     }
 
@@ -574,7 +617,9 @@ impl ContainerManager {
         }
         let mut out = Vec::new();
         for (sandbox_id, cs) in by_pod {
-            let states = match self.sandboxes.get(&sandbox_id).and_then(|sb| sb.shim) {
+            let sb = self.sandboxes.get(&sandbox_id);
+            let down = pod_down(sb.as_ref());
+            let states = match sb.and_then(|sb| sb.shim) {
                 Some(shim) => match call(&shim.socket, &Request::List).await {
                     Ok(Response::List { containers }) => containers,
                     _ => Vec::new(),
@@ -583,7 +628,7 @@ impl ContainerManager {
             };
             for c in cs {
                 let st = states.iter().find(|s| s.id == c.id);
-                let status = status_of(&c, st);
+                let status = status_of(&c, st, down);
                 if f.state.is_none_or(|s| s == status.state) {
                     out.push((c, status));
                 }
