@@ -1123,3 +1123,24 @@ fn walk_dirs(dir: &std::path::Path, depth: u32) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let (_b, mut rt, p, pod_id) = busybox_pod(22, "oom").await;
+    // tail keeps the "line" of /dev/zero in memory, which has no newline.
+    let mut c = container("hog", "tail /dev/zero");
+    c.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        ..Default::default()
+    });
+    let id = create(&mut rt, &pod_id, &p, c).await.unwrap();
+    start(&mut rt, &id).await;
+    let st = wait_exited(&mut rt, &id).await;
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (137, "OOMKilled"),
+        "{st:?}"
+    );
+    // (A SIGKILL from StopContainer gives 137 with reason Error: see
+    // lifecycle_logs_exec_stop_and_exit_reasons.)
+}

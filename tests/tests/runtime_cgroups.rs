@@ -117,3 +117,39 @@ fn update_changes_limits_of_a_running_container() {
     assert!(!b.cgroup_dir("memory").exists());
     assert!(!b.cgroup_dir("pids").exists());
 }
+
+#[test]
+fn memory_limit_oom_kills_and_the_cgroup_counts_it() {
+    require_root();
+    let mut b = Bundle::new("cg-oom");
+    b.config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 33554432}});
+    // tail keeps the "line" of /dev/zero in memory, which has no newline.
+    b.set_args(&["sh", "-c", "tail /dev/zero"]);
+    let (ok, err) = b.runc_bg(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+    assert!(ok, "{err}");
+    // Read the count before delete removes the cgroup: what a CRI runtime
+    // reports as OOMKilled.
+    let (file, key) = if cgroup_v2() {
+        ("memory.events", "oom_kill ")
+    } else {
+        ("memory.oom_control", "oom_kill ")
+    };
+    let events = b.cgroup_dir("memory").join(file);
+    assert!(b.runc(&["start", &b.id]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while b.status().as_deref() != Some("stopped") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not killed within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kills: u64 = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .expect("oom_kill line");
+    assert!(kills >= 1, "{}: oom_kill {kills}", events.display());
+    assert!(b.runc(&["delete", &b.id]).status.success());
+    assert!(!b.cgroup_dir("memory").exists(), "cgroup left after delete");
+}
