@@ -451,3 +451,87 @@ fn apparmor_profile_confines_or_is_refused_without_apparmor() {
     let o = b.runc(&["delete", "--force", &b.id]);
     assert!(o.status.success(), "{o:?}");
 }
+
+/// Accept one connection on `path` and receive the fd sent on it.
+fn receive_one_fd(path: &std::path::Path) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
+    let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        let (s, _) = l.accept().unwrap();
+        berth_runtime::sys::recv_fd(s.as_fd()).unwrap()
+    })
+}
+
+/// The pid a pidfd refers to, from its fdinfo.
+fn pidfd_pid(fd: &std::os::fd::OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:")?.trim().parse().ok())
+        .expect("a pidfd's fdinfo has Pid:")
+}
+
+#[test]
+fn pidfd_socket_receives_the_init_and_exec_processes() {
+    need_root!();
+    let mut b = Bundle::new("rt-pidfd");
+    b.set_args(&["sleep", "30"]);
+    let sock = b.dir.join("pidfd.sock");
+    let rx = receive_one_fd(&sock);
+    let (ok, err) = b.runc_bg(&[
+        "create",
+        "--pidfd-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(ok, "{err}");
+    let fd = rx.join().unwrap();
+    let pid = b.state().unwrap()["pid"].as_i64().unwrap() as i32;
+    assert_eq!(pidfd_pid(&fd), pid, "the pidfd is not the init's");
+    assert!(b.runc(&["start", &b.id]).status.success());
+
+    let sock2 = b.dir.join("pidfd2.sock");
+    let rx = receive_one_fd(&sock2);
+    let pid_file = b.dir.join("exec.pid");
+    let (ok, err) = b.runc_bg(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--pidfd-socket",
+        sock2.to_str().unwrap(),
+        &b.id,
+        "sleep",
+        "30",
+    ]);
+    assert!(ok, "{err}");
+    let fd = rx.join().unwrap();
+    let exec_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        pidfd_pid(&fd),
+        exec_pid,
+        "the pidfd is not the exec'd process's"
+    );
+
+    // A socket nobody listens on: refused before anything starts.
+    let o = b.runc(&[
+        "exec",
+        "--pidfd-socket",
+        b.dir.join("nobody.sock").to_str().unwrap(),
+        &b.id,
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--pidfd-socket"),
+        "{o:?}"
+    );
+    assert!(b.runc(&["delete", "--force", &b.id]).status.success());
+}

@@ -40,7 +40,7 @@ struct CreateArgs {
     console_socket: Option<PathBuf>,
     #[arg(long)]
     pid_file: Option<PathBuf>,
-    /// Accepted; pidfds are not sent yet.
+    /// Send a pidfd of the container's init over this unix socket.
     #[arg(long)]
     pidfd_socket: Option<PathBuf>,
     #[arg(long)]
@@ -58,6 +58,7 @@ impl CreateArgs {
             bundle: self.bundle.clone(),
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
+            pidfd_socket: self.pidfd_socket.clone(),
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
@@ -159,6 +160,9 @@ struct ExecArgs {
     detach: bool,
     #[arg(long)]
     pid_file: Option<PathBuf>,
+    /// Send a pidfd of the new process over this unix socket.
+    #[arg(long)]
+    pidfd_socket: Option<PathBuf>,
     #[arg(long)]
     no_new_privs: bool,
     #[arg(long, short = 'c')]
@@ -299,6 +303,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 no_new_privs: a.no_new_privs,
                 detach: a.detach,
                 pid_file: a.pid_file.clone(),
+                pidfd_socket: a.pidfd_socket.clone(),
                 console_socket: a.console_socket.clone(),
                 preserve_fds: a.preserve_fds,
                 apparmor: a.apparmor.clone(),

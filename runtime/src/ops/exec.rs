@@ -25,6 +25,7 @@ pub struct ExecOpts {
     pub no_new_privs: bool,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
+    pub pidfd_socket: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
     /// AppArmor profile in place of the container's.
@@ -58,6 +59,7 @@ impl Runtime {
             None => None,
         };
         let console = super::connect_console(id, o.console_socket.as_deref())?;
+        let pidfd_socket = super::connect_pidfd_socket(id, o.pidfd_socket.as_deref())?;
         let mut set = nix::sys::signal::SigSet::empty();
         if !o.detach {
             for s in super::lifecycle::FORWARDED {
@@ -76,6 +78,9 @@ impl Runtime {
             seccomp: filter.as_ref(),
         };
         let pid = spawn(&args).map_err(Error::process(id))?;
+        if let Some(sock) = &pidfd_socket {
+            super::send_pidfd(id, sock, pid)?;
+        }
         if let Some(p) = &o.pid_file {
             super::lifecycle::write_pid_file(p, pid)
                 .map_err(Error::io(id, format!("write --pid-file {}", p.display())))?;

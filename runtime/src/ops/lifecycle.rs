@@ -18,6 +18,7 @@ pub struct CreateOpts {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    pub pidfd_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -113,6 +114,7 @@ impl Runtime {
             StartGate::Listener(OwnedFd::from(l))
         };
         let console = super::connect_console(id, o.console_socket.as_deref())?;
+        let pidfd_socket = super::connect_pidfd_socket(id, o.pidfd_socket.as_deref())?;
         let runtime_hooks = !cfg.hooks.prestart.is_empty() || !cfg.hooks.create_runtime.is_empty();
         let args = InitArgs {
             id: id.as_str(),
@@ -168,6 +170,12 @@ impl Runtime {
         if let Err(e) = c.save() {
             kill_init();
             return Err(e.into());
+        }
+        if let Some(sock) = &pidfd_socket
+            && let Err(e) = super::send_pidfd(id, sock, spawned.pid)
+        {
+            kill_init();
+            return Err(e);
         }
         if let Some(p) = &o.pid_file
             && let Err(e) = write_pid_file(p, spawned.pid)

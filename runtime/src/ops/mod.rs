@@ -25,6 +25,29 @@ fn connect_console(id: &ContainerId, path: Option<&Path>) -> Result<Option<Owned
     Ok(Some(OwnedFd::from(stream)))
 }
 
+/// `--pidfd-socket`: connected before anything is started, so a bad path
+/// fails without side effects.
+fn connect_pidfd_socket(
+    id: &ContainerId,
+    path: Option<&Path>,
+) -> Result<Option<UnixStream>, Error> {
+    path.map(|p| {
+        UnixStream::connect(p).map_err(Error::io(
+            id,
+            format!("connect --pidfd-socket {}", p.display()),
+        ))
+    })
+    .transpose()
+}
+
+/// Send a pidfd of `pid` (SCM_RIGHTS), as runc does for containerd.
+fn send_pidfd(id: &ContainerId, sock: &UnixStream, pid: i32) -> Result<(), Error> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = crate::sys::pidfd_open(pid).map_err(Error::io(id, "open pidfd"))?;
+    crate::sys::send_fd(sock.as_fd(), fd.as_raw_fd())
+        .map_err(Error::io(id, "send pidfd over --pidfd-socket"))
+}
+
 /// Global options shared by every command.
 #[derive(Debug, Clone)]
 pub struct Runtime {
