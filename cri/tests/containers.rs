@@ -81,6 +81,14 @@ fn container(name: &str, script: &str) -> cri::ContainerConfig {
     }
 }
 
+/// The security context `container()` always sets.
+fn security(c: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
+    c.linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .expect("container() sets a security context")
+}
+
 async fn create(
     rt: &mut Rt,
     pod_id: &str,
@@ -141,6 +149,10 @@ async fn exec(
     })
     .await
     .map(|r| r.into_inner())
+}
+
+async fn pod_ip(rt: &mut Rt, pod_id: &str) -> String {
+    common::pod_status(rt, pod_id).await.network.unwrap().ip
 }
 
 async fn list(rt: &mut Rt, filter: cri::ContainerFilter) -> Vec<cri::Container> {
@@ -275,19 +287,7 @@ async fn lifecycle_logs_exec_stop_and_exit_reasons() {
     assert!(mem.usage_bytes.unwrap().value > 0, "{mem:?}");
     assert_eq!(stats.attributes.unwrap().id, id);
     // Traffic to the pod, so its interface has something to count.
-    let ip = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod_id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip;
+    let ip = pod_ip(&mut rt, &pod_id).await;
     let ping = std::process::Command::new("busybox")
         .args(["ping", "-c", "2", "-W", "2", &ip])
         .output()
@@ -588,26 +588,14 @@ async fn invalid_requests_get_the_right_code_and_leave_nothing() {
     let err = create(&mut rt, &pod_id, &p, c).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let mut c = container("nouser", "true");
-    c.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .run_as_username = "nosuchuser".into();
+    security(&mut c).run_as_username = "nosuchuser".into();
     let err = create(&mut rt, &pod_id, &p, c).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("nosuchuser"), "{}", err.message());
     // A profile the kernel does not have (or a host without AppArmor):
     // refused, not run unconfined.
     let mut c = container("noprofile", "true");
-    c.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .apparmor = Some(cri::SecurityProfile {
+    security(&mut c).apparmor = Some(cri::SecurityProfile {
         profile_type: cri::security_profile::ProfileType::Localhost as i32,
         localhost_ref: "localhost/berth-test-not-loaded".into(),
     });
@@ -827,13 +815,7 @@ async fn a_bidirectional_mount_carries_container_mounts_back_to_the_host() {
         propagation: cri::MountPropagation::PropagationBidirectional as i32,
         ..Default::default()
     }];
-    c.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .privileged = true;
+    security(&mut c).privileged = true;
     let id = create(&mut rt, &pod_id, &p, c).await.unwrap();
     start(&mut rt, &id).await;
     let r = exec(
@@ -1016,19 +998,7 @@ async fn after_a_reboot_pods_are_not_ready_ips_released_and_containers_exited() 
         .await
         .unwrap();
     start(&mut rt, &id).await;
-    let ip = rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod_id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip;
+    let ip = pod_ip(&mut rt, &pod_id).await;
     drop(rt);
     // What a reboot takes away: berthd, the monitors, the containers, every
     // mount, and the state folder (/run); root_dir (/var/lib) stays.

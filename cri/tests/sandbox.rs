@@ -48,20 +48,7 @@ fn run_req(c: cri::PodSandboxConfig) -> cri::RunPodSandboxRequest {
     }
 }
 
-async fn status(
-    rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
-    id: &str,
-) -> cri::PodSandboxStatus {
-    rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-        pod_sandbox_id: id.into(),
-        verbose: false,
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .status
-    .unwrap()
-}
+use common::pod_status as status;
 
 #[tokio::test]
 async fn sandbox_lifecycle_with_network_and_namespaces() {

@@ -249,3 +249,19 @@ pub fn nsenter(args_ns: &[String], cmd: &[&str]) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// `PodSandboxStatus` of `id`, which must exist.
+pub async fn pod_status(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> k8s_cri::v1::PodSandboxStatus {
+    rt.pod_sandbox_status(k8s_cri::v1::PodSandboxStatusRequest {
+        pod_sandbox_id: id.into(),
+        verbose: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+    .unwrap()
+}
