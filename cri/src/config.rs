@@ -51,6 +51,8 @@ pub struct Config {
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     /// Address the streaming server (exec/attach/port-forward) binds to.
     pub stream_address: String,
+    /// Address of the Prometheus `/metrics` endpoint; empty: none.
+    pub metrics_address: String,
     /// The per-pod monitor; a bare name is looked up next to berthd first.
     pub shim_path: PathBuf,
     /// The pause binary for pods that share a PID namespace; looked up like
@@ -77,6 +79,7 @@ impl Default for Config {
             default_runtime: "berth-runc".to_owned(),
             runtimes: BTreeMap::from([("berth-runc".to_owned(), runtime)]),
             stream_address: "127.0.0.1:0".to_owned(),
+            metrics_address: String::new(),
             shim_path: PathBuf::from("berth-shim"),
             pause_path: PathBuf::from("berth-pause"),
         }

@@ -10,6 +10,7 @@ pub mod container;
 pub mod deadline;
 pub mod error;
 pub mod images;
+pub mod metrics;
 pub mod pinns;
 pub mod reserve;
 pub mod sandbox;

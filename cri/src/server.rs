@@ -94,10 +94,39 @@ pub async fn serve(
     // Aborted when `serve` returns: it owns every streaming connection.
     let stream_task = tokio::spawn(Arc::clone(&streams).serve(stream_listener));
     let _stream_guard = AbortOnDrop(stream_task);
+    let metrics = if config.metrics_address.is_empty() {
+        None
+    } else {
+        let listener = match tokio::net::TcpListener::bind(&config.metrics_address).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(Error::Io {
+                    what: "metrics listener",
+                    path: config.metrics_address.clone().into(),
+                    source: e,
+                });
+            }
+        };
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(address = %a, "metrics endpoint listening");
+        }
+        let m = Arc::new(crate::metrics::Metrics::default());
+        let task = tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::clone(&m),
+            Arc::clone(&sandboxes),
+            Arc::clone(&containers),
+        ));
+        Some((m, AbortOnDrop(task)))
+    };
     let image_service = ImageService::new(Arc::clone(&config), Arc::clone(&images));
     let runtime = RuntimeService::new(config, sandboxes, containers, streams);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        .layer(crate::metrics::MetricsLayer(
+            metrics.as_ref().map(|(m, _)| Arc::clone(m)),
+        ))
         .layer(crate::deadline::DeadlineLayer)
         .add_service(RuntimeServiceServer::new(runtime))
         .add_service(ImageServiceServer::new(image_service))

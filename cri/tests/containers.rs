@@ -1114,3 +1114,67 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     // (A SIGKILL from StopContainer gives 137 with reason Error: see
     // lifecycle_logs_exec_stop_and_exit_reasons.)
 }
+
+/// `GET path` on `addr`: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn metrics_endpoint_counts_calls_and_holds_pods_and_containers() {
+    let (mut b, rt, ..) = busybox_pod(23, "metrics").await;
+    drop(rt);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    b.reconfigure(&format!("metrics_address = {addr:?}\n"));
+    let mut rt = b.runtime().await;
+    let pods = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    let p = pod(
+        "metrics",
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let id = create(&mut rt, &pods[0].id, &p, container("m", "sleep 300"))
+        .await
+        .unwrap();
+    start(&mut rt, &id).await;
+    let err = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: "feed".into(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let (status_line, body) = http_get(&addr, "/metrics");
+    assert!(status_line.contains(" 200 "), "{status_line}");
+    for want in [
+        "berth_cri_requests_total{method=\"CreateContainer\"} 1\n",
+        "berth_cri_requests_total{method=\"ContainerStatus\"} 1\n",
+        "berth_cri_request_errors_total{method=\"ContainerStatus\"} 1\n",
+        "berth_cri_request_errors_total{method=\"StartContainer\"} 0\n",
+        "berth_cri_request_duration_seconds_count{method=\"StartContainer\"} 1\n",
+        "berth_pod_sandboxes{state=\"ready\"} 1\n",
+        "berth_containers{state=\"running\"} 1\n",
+    ] {
+        assert!(body.contains(want), "{want:?} not in:\n{body}");
+    }
+    let (status_line, _) = http_get(&addr, "/other");
+    assert!(status_line.contains(" 404 "), "{status_line}");
+}
