@@ -47,25 +47,27 @@ pub async fn read_head(
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    let rest = buf[end + 4..].to_vec();
-    let text = String::from_utf8_lossy(&buf[..end]);
+    Ok(parse_head(&buf[..end]).map(|h| (h, buf[end + 4..].to_vec())))
+}
+
+/// Parse a request head (the bytes before the blank line): `None` without
+/// a method and a path.
+pub fn parse_head(head: &[u8]) -> Option<RequestHead> {
+    let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let mut first = lines.next().unwrap_or_default().split_whitespace();
     let (Some(method), Some(path)) = (first.next(), first.next()) else {
-        return Ok(None);
+        return None;
     };
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    Ok(Some((
-        RequestHead {
-            method: method.to_owned(),
-            path: path.to_owned(),
-            headers,
-        },
-        rest,
-    )))
+    Some(RequestHead {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers,
+    })
 }
 
 /// Answer with an error status and a plain-text body, then close.
