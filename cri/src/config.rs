@@ -53,6 +53,9 @@ pub struct Config {
     pub stream_address: String,
     /// Address of the Prometheus `/metrics` endpoint; empty: none.
     pub metrics_address: String,
+    /// A streaming connection idle this long is closed ("4h", "90s", "30m";
+    /// "0": never), as containerd's `stream_idle_timeout`.
+    pub stream_idle_timeout: String,
     /// The per-pod monitor; a bare name is looked up next to berthd first.
     pub shim_path: PathBuf,
     /// The pause binary for pods that share a PID namespace; looked up like
@@ -80,6 +83,7 @@ impl Default for Config {
             runtimes: BTreeMap::from([("berth-runc".to_owned(), runtime)]),
             stream_address: "127.0.0.1:0".to_owned(),
             metrics_address: String::new(),
+            stream_idle_timeout: "4h".to_owned(),
             shim_path: PathBuf::from("berth-shim"),
             pause_path: PathBuf::from("berth-pause"),
         }
@@ -113,8 +117,29 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `stream_idle_timeout` as a duration; `None`: never.
+    pub fn stream_idle(&self) -> std::result::Result<Option<std::time::Duration>, String> {
+        let t = self.stream_idle_timeout.trim();
+        if t == "0" || t.is_empty() {
+            return Ok(None);
+        }
+        let bad = || {
+            format!("stream_idle_timeout {t:?}: want a number with s, m or h (\"4h\"), or \"0\"")
+        };
+        let (num, unit) = t.split_at(t.len() - 1);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n.checked_mul(60).ok_or_else(bad)?,
+            "h" => n.checked_mul(3600).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        };
+        Ok((secs > 0).then(|| std::time::Duration::from_secs(secs)))
+    }
+
     /// Checks that cannot be expressed in the types.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        self.stream_idle()?;
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(format!(
                 "default_runtime {:?} is not a key of [runtimes] (have: {})",
@@ -153,6 +178,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_idle_timeout_parses_or_names_the_key() {
+        let with = |t: &str| Config {
+            stream_idle_timeout: t.into(),
+            ..Config::default()
+        };
+        let secs = |t: &str| with(t).stream_idle().unwrap().map(|d| d.as_secs());
+        assert_eq!(secs("4h"), Some(14400));
+        assert_eq!(secs("30m"), Some(1800));
+        assert_eq!(secs("90s"), Some(90));
+        assert_eq!(secs("0"), None);
+        for bad in ["4", "h", "1d", "-1s", "1.5h", "99999999999999999h"] {
+            let e = with(bad).validate().unwrap_err();
+            assert!(e.contains("stream_idle_timeout"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn parses_a_full_file_and_keeps_defaults_for_the_rest() {

@@ -80,16 +80,19 @@ pub async fn serve(
         let containers = Arc::clone(&containers);
         tokio::spawn(async move { containers.watch_running().await });
     }
-    let (streams, stream_listener) =
-        match crate::stream::StreamServer::bind(&config.stream_address, config.state_dir.clone())
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = std::fs::remove_file(&socket);
-                return Err(Error::Stream(e));
-            }
-        };
+    let (streams, stream_listener) = match crate::stream::StreamServer::bind(
+        &config.stream_address,
+        config.state_dir.clone(),
+        config.stream_idle().unwrap_or_default(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(Error::Stream(e));
+        }
+    };
     tracing::info!(address = %streams.addr(), "streaming server listening");
     // Aborted when `serve` returns: it owns every streaming connection.
     let stream_task = tokio::spawn(Arc::clone(&streams).serve(stream_listener));

@@ -429,3 +429,51 @@ async fn attach_through_crictl() {
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
 }
+
+#[tokio::test]
+async fn an_idle_streaming_connection_is_closed_a_busy_one_is_not() {
+    let mut b = Berthd::start(43);
+    b.pull(&busybox());
+    b.reconfigure("stream_idle_timeout = \"2s\"\n");
+    let mut rt = b.runtime().await;
+    let config = pod(&b);
+    let pod_id = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let sh = run(
+        &mut rt,
+        &pod_id,
+        &config,
+        container("sh", &busybox(), &["sleep", "3600"]),
+    )
+    .await;
+    // Output every second: never 2 s quiet, so it runs to its end.
+    let mut c = crictl(&b);
+    c.args([
+        "exec",
+        &sh,
+        "sh",
+        "-c",
+        "for i in 1 2 3 4; do echo $i; sleep 1; done",
+    ]);
+    let (code, out, err) = output(c, None).await;
+    assert_eq!((code, out.as_str()), (0, "1\n2\n3\n4\n"), "{err}");
+    // Silent for 30 s: the server closes the connection after 2.
+    let start = Instant::now();
+    let mut c = crictl(&b);
+    c.args(["exec", &sh, "sleep", "30"]);
+    let _ = output(c, None).await;
+    // (client-go takes the closed connection as the end of the session: no
+    // status arrives, so crictl's exit code says nothing here.)
+    let lasted = start.elapsed();
+    assert!(
+        lasted >= Duration::from_secs(2) && lasted < Duration::from_secs(15),
+        "an idle session lasted {lasted:?}"
+    );
+}

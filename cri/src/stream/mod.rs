@@ -13,6 +13,7 @@ pub mod attach;
 pub mod conn;
 pub mod exec;
 pub mod http;
+pub mod idle;
 pub mod portforward;
 pub mod spdy;
 pub mod ws;
@@ -118,6 +119,9 @@ pub enum ExecProtocol {
 pub struct StreamServer {
     addr: SocketAddr,
     state_dir: PathBuf,
+    /// A connection with no byte in either direction for this long is
+    /// closed (the kubelet's `streamingConnectionIdleTimeout`); `None`: never.
+    idle_timeout: Option<Duration>,
     pending: Mutex<HashMap<String, (Instant, Request)>>,
 }
 
@@ -126,6 +130,7 @@ impl StreamServer {
     pub async fn bind(
         address: &str,
         state_dir: PathBuf,
+        idle_timeout: Option<Duration>,
     ) -> Result<(Arc<Self>, TcpListener), StreamError> {
         let listener = TcpListener::bind(address)
             .await
@@ -143,6 +148,7 @@ impl StreamServer {
         let server = Arc::new(StreamServer {
             addr,
             state_dir,
+            idle_timeout,
             pending: Mutex::new(HashMap::new()),
         });
         Ok((server, listener))
@@ -192,7 +198,26 @@ impl StreamServer {
 
     async fn handle(&self, sock: TcpStream) {
         let _ = sock.set_nodelay(true);
-        let (mut r, mut w) = sock.into_split();
+        let (r, w) = sock.into_split();
+        let Some(limit) = self.idle_timeout else {
+            return self.session(r, w).await;
+        };
+        let clock = idle::Clock::new();
+        let (r, w) = (clock.track(r), clock.track(w));
+        tokio::select! {
+            () = self.session(r, w) => {}
+            // Dropping the session closes the socket and stops its tasks.
+            () = clock.idle_for(limit) => {
+                tracing::debug!(?limit, "closing an idle streaming connection");
+            }
+        }
+    }
+
+    async fn session(
+        &self,
+        mut r: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        mut w: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    ) {
         let Ok(Some((head, rest))) =
             tokio::time::timeout(Duration::from_secs(30), http::read_head(&mut r))
                 .await
