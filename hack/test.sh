@@ -142,6 +142,16 @@ if [ $QUICK = 0 ]; then
     SUITE=1 tier critest-berthd-websocket "critest streaming specs over WebSocket against berthd" \
         env BERTH_LOGDIR="$OUT/log/websocket" bash hack/critest-berthd.sh --ginkgo.focus=Streaming \
         --websocket-exec --websocket-attach --websocket-portforward
+    # berth-kubelet joined to the test bed's real kube-apiserver (etcd +
+    # apiserver on loopback, started and stopped by this tier): Node, Lease,
+    # pods bound to the node, deletions, mirror pods.
+    tier kubelet-apiserver "berth-kubelet joined to a real kube-apiserver" bash -c '
+        bash hack/testbed/controlplane.sh up >/dev/null || exit 1
+        eval "$(bash hack/testbed/controlplane.sh env)"
+        cargo test --release -p berth-kubelet --test apiserver -- --ignored --test-threads=2
+        rc=$?
+        bash hack/testbed/controlplane.sh down >/dev/null
+        exit $rc'
     # cgroup v2 is not this host's layout: the runtime's root tests run again
     # in a v2 VM (hack/vm.sh; the image is built once and cached).
     tier vm-image "VM kernel, initramfs, root image (cached)" bash hack/vm.sh build

@@ -39,6 +39,11 @@ pub struct FileConfig {
     pub cluster_domain: Option<String>,
     pub resolv_conf: Option<PathBuf>,
     pub max_pods: Option<u32>,
+    #[serde(default, deserialize_with = "go_duration")]
+    pub node_status_update_frequency: Option<Duration>,
+    #[serde(default, deserialize_with = "go_duration")]
+    pub node_status_report_frequency: Option<Duration>,
+    pub node_lease_duration_seconds: Option<u32>,
 }
 
 /// The keys of [`FileConfig`] as they are spelled in the file.
@@ -54,6 +59,9 @@ const IMPLEMENTED: &[&str] = &[
     "clusterDomain",
     "resolvConf",
     "maxPods",
+    "nodeStatusUpdateFrequency",
+    "nodeStatusReportFrequency",
+    "nodeLeaseDurationSeconds",
 ];
 
 fn go_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -128,6 +136,11 @@ pub struct Settings {
     pub pod_logs_dir: PathBuf,
     pub dns: DnsSettings,
     pub max_pods: u32,
+    pub node_labels: std::collections::BTreeMap<String, String>,
+    pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    pub node_status_update_frequency: Duration,
+    pub node_status_report_frequency: Duration,
+    pub node_lease_duration: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +203,32 @@ impl Settings {
                 message: format!("{d:?} is not a valid DNS domain"),
             });
         }
+        if flags.bootstrap_kubeconfig.is_some()
+            && !flags.kubeconfig.as_ref().is_some_and(|k| k.exists())
+        {
+            return Err(Error::Flag {
+                flag: "--bootstrap-kubeconfig",
+                message: "TLS bootstrap is not implemented yet: give a --kubeconfig that exists"
+                    .into(),
+            });
+        }
+        let register_with_taints = flags
+            .register_with_taints
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| crate::node::parse_taint(t.trim()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|message| Error::Flag {
+                flag: "--register-with-taints",
+                message,
+            })?;
+        let lease_secs = file.node_lease_duration_seconds.unwrap_or(40);
+        if lease_secs == 0 {
+            return Err(Error::Flag {
+                flag: "nodeLeaseDurationSeconds",
+                message: "must be positive".into(),
+            });
+        }
         Ok(Settings {
             node_name,
             root_dir: flags.root_dir.clone(),
@@ -214,6 +253,15 @@ impl Settings {
                 resolv_conf,
             },
             max_pods: file.max_pods.unwrap_or(110),
+            node_labels: flags.node_labels.clone().unwrap_or_default(),
+            register_with_taints,
+            node_status_update_frequency: file
+                .node_status_update_frequency
+                .unwrap_or(Duration::from_secs(10)),
+            node_status_report_frequency: file
+                .node_status_report_frequency
+                .unwrap_or(Duration::from_secs(300)),
+            node_lease_duration: Duration::from_secs(lease_secs.into()),
         })
     }
 }

@@ -22,6 +22,8 @@ pub enum Error {
         code: tonic::Code,
         message: String,
     },
+    #[error("API server: {what}: {message}")]
+    Api { what: String, message: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

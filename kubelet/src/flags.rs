@@ -20,6 +20,10 @@ pub struct Flags {
     /// standalone (static pods only)
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig with bootstrap credentials (TLS bootstrap; not
+    /// implemented yet: refused when --kubeconfig does not exist)
+    #[arg(long)]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     /// The kubelet's own state folder
     #[arg(long, default_value = "/var/lib/kubelet")]
     pub root_dir: PathBuf,
@@ -38,6 +42,9 @@ pub struct Flags {
     /// Labels for the Node (key=value,...)
     #[arg(long, value_parser = parse_labels_arg)]
     pub node_labels: Option<BTreeMap<String, String>>,
+    /// Taints the node registers with (key[=value]:Effect,...)
+    #[arg(long, value_delimiter = ',')]
+    pub register_with_taints: Vec<String>,
     /// The node's IP address
     #[arg(long)]
     pub node_ip: Option<IpAddr>,

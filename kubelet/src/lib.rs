@@ -2,6 +2,7 @@
 //! CRI runtime over gRPC only, so it runs on containerd as well as berthd.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod backoff;
 pub mod config;
 pub mod cri;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod flags;
 pub mod kubelet;
 pub mod manifest;
+pub mod node;
 pub mod plan;
 pub mod pleg;
 pub mod pod;

@@ -134,6 +134,11 @@ pub struct Pod {
     pub init_containers: Vec<Container>,
     pub containers: Vec<Container>,
     pub qos: QosClass,
+    /// The API server asked for the pod's deletion: stop it within this
+    /// grace period (`metadata.deletionGracePeriodSeconds`).
+    pub deletion_grace: Option<Duration>,
+    /// The API server's status already says Succeeded or Failed.
+    pub terminal: bool,
     /// The API object it came from (metadata and spec for status reports).
     pub source: Arc<api::Pod>,
 }
@@ -142,6 +147,13 @@ impl Pod {
     /// `namespace/name`, how logs and errors name a pod.
     pub fn full_name(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// A static pod (from a manifest file), not one of the API server's.
+    pub fn is_static(&self) -> bool {
+        self.annotations
+            .get(crate::manifest::CONFIG_SOURCE)
+            .is_some_and(|s| s == "file")
     }
 
     /// Init and regular containers, init first.
@@ -330,6 +342,15 @@ impl Pod {
             init_containers,
             containers,
             qos,
+            deletion_grace: meta.deletion_timestamp.as_ref().map(|_| {
+                Duration::from_secs(
+                    meta.deletion_grace_period_seconds.unwrap_or(grace).max(0) as u64
+                )
+            }),
+            terminal: matches!(
+                pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            ),
             source: Arc::new(pod),
         };
         Ok((pod_out, warnings))

@@ -32,6 +32,8 @@ pub struct Shared {
     pub host_ip: Option<String>,
     pub memory_capacity: i64,
     pub host_resolv: ResolvConf,
+    /// API server mode: where pod statuses go.
+    pub api_status: Option<mpsc::UnboundedSender<crate::api::status::StatusOp>>,
 }
 
 impl Shared {
@@ -398,6 +400,15 @@ impl Worker {
         if self.last_phase != Some(phase) {
             tracing::info!(pod = %pod.full_name(), uid = %pod.uid, phase = phase.as_str(), "pod phase");
             self.last_phase = Some(phase);
+        }
+        if let Some(tx) = &self.shared.api_status {
+            let _ = tx.send(crate::api::status::StatusOp::Status {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+                mirror: pod.is_static(),
+                status: Box::new(status.clone()),
+            });
         }
         let mut obj = (*pod.source).clone();
         obj.status = Some(status.clone());

@@ -42,12 +42,6 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    if settings.kubeconfig.is_some() {
-        anyhow::bail!(
-            "--kubeconfig: joining a cluster is not implemented yet (issue 7); \
-             run without it for standalone mode with static pods"
-        );
-    }
     berth_kubelet::kubelet::run(settings, shutdown_signal()).await?;
     Ok(())
 }

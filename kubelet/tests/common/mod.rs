@@ -56,10 +56,48 @@ pub struct Node {
     /// node's pods are removed at the end.
     shared_runtime: bool,
     kubelet_runs: u32,
+    /// API server mode: the node's kubeconfig, and extra kubelet flags.
+    pub kubeconfig: Option<PathBuf>,
+    pub extra_args: Vec<String>,
 }
 
 impl Node {
     pub fn start(salt: u32) -> Node {
+        Self::start_with(salt, NODE.into(), None, Vec::new())
+    }
+
+    /// A node that joins the test bed's API server (`BERTH_KUBECONFIG` is
+    /// the admin's) as `api-<pid>-<slot>`, with its own node credentials.
+    pub fn start_joined(salt: u32, extra_args: &[&str]) -> Node {
+        let name = format!("api-{}-{}", std::process::id(), slot(salt));
+        let out = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../hack/testbed/controlplane.sh"
+            ))
+            .args(["kubeconfig-node", &name])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "controlplane.sh kubeconfig-node {name} failed"
+        );
+        let kc = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        Self::start_with(
+            salt,
+            name,
+            Some(kc),
+            extra_args.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    fn start_with(
+        salt: u32,
+        node_name: String,
+        kubeconfig: Option<PathBuf>,
+        extra_args: Vec<String>,
+    ) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let n = slot(salt);
         let bridge = format!("bk{}x{n}", std::process::id() % 100_000);
@@ -99,30 +137,51 @@ impl Node {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("berthd.log")).unwrap();
-        let berthd = Command::new(berthd_bin())
-            .arg("--config")
-            .arg(dir.path().join("berthd.toml"))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
         let mut node = Node {
             dir,
-            berthd: Some(berthd),
+            berthd: None,
             kubelet: None,
             socket,
             manifests,
             bridge,
-            node: NODE.into(),
+            node: node_name,
             shared_runtime: false,
             kubelet_runs: 0,
+            kubeconfig,
+            extra_args,
         };
-        let sock = node.socket.clone();
+        node.start_berthd();
+        node.start_kubelet();
+        node
+    }
+
+    /// Start berthd (its log appended to `berthd.log`) and wait for its socket.
+    pub fn start_berthd(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("berthd.log"))
+            .unwrap();
+        let _ = std::fs::remove_file(&self.socket);
+        let berthd = Command::new(berthd_bin())
+            .arg("--config")
+            .arg(self.dir.path().join("berthd.toml"))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.berthd = Some(berthd);
+        let sock = self.socket.clone();
         wait_until(Duration::from_secs(15), "berthd socket", || {
             std::os::unix::net::UnixStream::connect(&sock).is_ok()
         });
-        node.start_kubelet();
-        node
+    }
+
+    /// SIGKILL berthd (containers and their monitors keep running).
+    pub fn kill_berthd(&mut self) {
+        if let Some(mut c) = self.berthd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// A kubelet on the test bed's containerd (`BERTH_CONTAINERD_ENDPOINT`),
@@ -153,6 +212,8 @@ impl Node {
             node: format!("ctrd-{}-{}", std::process::id(), slot(salt)),
             shared_runtime: true,
             kubelet_runs: 0,
+            kubeconfig: None,
+            extra_args: Vec::new(),
         };
         node.start_kubelet();
         Some(node)
@@ -166,7 +227,12 @@ impl Node {
                 .join(format!("kubelet-{}.log", self.kubelet_runs)),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_berth-kubelet"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth-kubelet"));
+        if let Some(kc) = &self.kubeconfig {
+            cmd.arg("--kubeconfig").arg(kc);
+        }
+        let child = cmd
+            .args(&self.extra_args)
             .arg("--config")
             .arg(self.dir.path().join("kubelet.yaml"))
             .arg("--root-dir")
@@ -318,6 +384,27 @@ impl Drop for Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if self.kubeconfig.is_some() {
+            // The node's API objects: its pods, its Lease, the Node.
+            let _ = kubectl(&[
+                "delete",
+                "pods",
+                "--all-namespaces",
+                "--force",
+                "--grace-period=0",
+                "--field-selector",
+                &format!("spec.nodeName={}", self.node),
+            ]);
+            let _ = kubectl(&[
+                "-n",
+                "kube-node-lease",
+                "delete",
+                "lease",
+                &self.node,
+                "--ignore-not-found",
+            ]);
+            let _ = kubectl(&["delete", "node", &self.node, "--ignore-not-found"]);
+        }
         if std::thread::panicking() {
             eprintln!("--- kubelet log ---\n{}", self.kubelet_log());
             eprintln!(
@@ -409,6 +496,80 @@ fn shims_under(dir: &Path) -> Vec<i32> {
         }
     }
     out
+}
+
+/// kubectl as the test bed's admin; returns stdout, or stderr as the error.
+pub fn kubectl(args: &[&str]) -> Result<String, String> {
+    kubectl_in(args, None)
+}
+
+/// kubectl with `stdin` fed to it (`apply -f -`).
+pub fn kubectl_in(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let bin = std::env::var("BERTH_KUBECTL")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../_output/bin/kubectl").into());
+    let kc = std::env::var("BERTH_KUBECONFIG")
+        .expect("BERTH_KUBECONFIG: run through hack/test.sh's kubelet-apiserver tier");
+    let mut child = Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// An API object as JSON, or None when it does not exist.
+pub fn api_get(args: &[&str]) -> Option<Value> {
+    let mut a = vec!["get"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["-o", "json"]);
+    match kubectl(&a) {
+        Ok(text) => Some(serde_json::from_str(&text).unwrap()),
+        Err(e) if e.contains("NotFound") || e.contains("not found") => None,
+        Err(e) => panic!("kubectl {a:?}: {e}"),
+    }
+}
+
+/// Wait until `get` yields an object satisfying `f` (None: absent); returns it.
+pub fn wait_api(
+    secs: u64,
+    what: &str,
+    get: impl Fn() -> Option<Value>,
+    f: impl Fn(Option<&Value>) -> bool,
+) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = get();
+        if f(v.as_ref()) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}; last: {}",
+            v.map(|v| serde_json::to_string_pretty(&v).unwrap())
+                .unwrap_or("absent".into())
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 pub fn wait_until(timeout: Duration, what: &str, f: impl Fn() -> bool) {

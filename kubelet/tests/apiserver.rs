@@ -1,0 +1,392 @@
+//! berth-kubelet joined to the test bed's real kube-apiserver (root, run by
+//! hack/test.sh's kubelet-apiserver tier, which brings the control plane up
+//! and exports BERTH_KUBECONFIG): the Node registers and follows the
+//! runtime's readiness, the Lease is renewed, pods bound to the node run
+//! and report their status, deletions are carried out and finished in the
+//! API, static pods get mirror pods. Each test has its own node and
+//! namespace, removed at the end.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// A namespace with a default ServiceAccount (no controller-manager makes
+/// one here), deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(salt: u32) -> Namespace {
+        let name = format!("t-{}-{}", std::process::id(), slot(salt));
+        kubectl(&["create", "namespace", &name]).unwrap();
+        kubectl(&["-n", &name, "create", "serviceaccount", "default"]).unwrap();
+        Namespace(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"]);
+    }
+}
+
+fn web_pod(ns: &str, name: &str, node: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  nodeName: {node}\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 5\n  containers:\n  - name: web\n    image: {}\n    imagePullPolicy: IfNotPresent\n    ports: [{{containerPort: 80, hostPort: {port}, hostIP: 127.0.0.1}}]\n",
+        web_image()
+    )
+}
+
+fn condition<'a>(obj: &'a Value, kind: &str) -> &'a Value {
+    obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+fn node_ready(n: Option<&Value>) -> Option<bool> {
+    let c = condition(n?, "Ready");
+    c.get("status").map(|s| s == "True")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn node_registers_follows_runtime_readiness_and_renews_its_lease() {
+    let mut node = Node::start_joined(
+        1,
+        &[
+            "--node-labels=berth.test/role=edge",
+            "--register-with-taints=berth.test/dedicated=edge:NoSchedule",
+        ],
+    );
+    let name = node.node.clone();
+    let started = Instant::now();
+    let n = wait_api(
+        60,
+        "the Node, Ready",
+        || api_get(&["node", &name]),
+        |n| node_ready(n) == Some(true),
+    )
+    .unwrap();
+    eprintln!("kubelet start -> Node Ready: {:?}", started.elapsed());
+    let labels = &n["metadata"]["labels"];
+    assert_eq!(labels["kubernetes.io/hostname"], name.as_str());
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert_eq!(labels["berth.test/role"], "edge");
+    let taint = &n["spec"]["taints"][0];
+    assert_eq!(
+        (
+            taint["key"].as_str(),
+            taint["value"].as_str(),
+            taint["effect"].as_str()
+        ),
+        (
+            Some("berth.test/dedicated"),
+            Some("edge"),
+            Some("NoSchedule")
+        )
+    );
+    let cpus = std::thread::available_parallelism()
+        .unwrap()
+        .get()
+        .to_string();
+    assert_eq!(n["status"]["capacity"]["cpu"], cpus.as_str());
+    assert_eq!(n["status"]["capacity"]["pods"], "110");
+    assert!(
+        n["status"]["capacity"]["memory"]
+            .as_str()
+            .unwrap()
+            .ends_with("Ki")
+    );
+    let info = &n["status"]["nodeInfo"];
+    assert!(
+        info["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("berth://"),
+        "{info}"
+    );
+    assert!(
+        info["kubeletVersion"].as_str().unwrap().contains("berth"),
+        "{info}"
+    );
+    assert_eq!(
+        info["kernelVersion"].as_str().unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap()
+            .trim()
+    );
+    for (kind, reason) in [
+        ("MemoryPressure", "KubeletHasSufficientMemory"),
+        ("DiskPressure", "KubeletHasNoDiskPressure"),
+        ("PIDPressure", "KubeletHasSufficientPID"),
+    ] {
+        assert_eq!(condition(&n, kind)["reason"], reason, "{kind}");
+    }
+
+    // The Lease: held by the node, owned by it, renewed every 10 s.
+    let lease = wait_api(
+        30,
+        "the node's Lease",
+        || api_get(&["-n", "kube-node-lease", "lease", &name]),
+        |l| l.is_some(),
+    )
+    .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], name.as_str());
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    assert_eq!(
+        lease["metadata"]["ownerReferences"][0]["uid"],
+        n["metadata"]["uid"]
+    );
+    let first = lease["spec"]["renewTime"].as_str().unwrap().to_owned();
+    wait_api(
+        25,
+        "the Lease renewed",
+        || api_get(&["-n", "kube-node-lease", "lease", &name]),
+        |l| {
+            l.and_then(|l| l["spec"]["renewTime"].as_str())
+                .is_some_and(|t| t != first)
+        },
+    );
+
+    // Ready follows the runtime: down -> NotReady with the reason, up -> Ready.
+    node.kill_berthd();
+    let n = wait_api(
+        40,
+        "Ready=False with berthd down",
+        || api_get(&["node", &name]),
+        |n| node_ready(n) == Some(false),
+    )
+    .unwrap();
+    let ready = condition(&n, "Ready");
+    assert_eq!(ready["reason"], "KubeletNotReady");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("container runtime"),
+        "{ready}"
+    );
+    node.start_berthd();
+    wait_api(
+        40,
+        "Ready=True with berthd back",
+        || api_get(&["node", &name]),
+        |n| node_ready(n) == Some(true),
+    );
+}
+
+fn pod_get(ns: &str, name: &str) -> Option<Value> {
+    api_get(&["-n", ns, "pod", name])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn api_pod_runs_reports_status_and_its_deletion_is_finished() {
+    let node = Node::start_joined(2, &[]);
+    let ns = Namespace::new(2);
+    let port = 22000 + slot(2) as u16;
+    wait_api(
+        60,
+        "the Node",
+        || api_get(&["node", &node.node]),
+        |n| n.is_some(),
+    );
+    kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&web_pod(&ns.0, "web", &node.node, port)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let p = wait_api(
+        90,
+        "pod Running and Ready",
+        || pod_get(&ns.0, "web"),
+        |p| {
+            p.is_some_and(|p| {
+                p["status"]["phase"] == "Running" && condition(p, "Ready")["status"] == "True"
+            })
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "create -> Running and Ready in the API: {:?}",
+        started.elapsed()
+    );
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!(cs["name"], "web");
+    assert_eq!(cs["ready"], true);
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    assert!(
+        cs["containerID"].as_str().unwrap().starts_with("berth://"),
+        "{cs}"
+    );
+    assert!(
+        p["status"]["podIP"]
+            .as_str()
+            .is_some_and(|ip| !ip.is_empty()),
+        "{}",
+        p["status"]
+    );
+    assert_eq!(
+        p["status"]["qosClass"], "BestEffort",
+        "the API server's, untouched"
+    );
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_owned();
+    let body = (0..50)
+        .find_map(|_| {
+            http_get(port).or_else(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                None
+            })
+        })
+        .expect("the pod answers on its host port");
+    assert!(body.contains("berth-web-ok"), "{body}");
+
+    // A graceful delete: the kubelet stops the pod and finishes the deletion.
+    kubectl(&["-n", &ns.0, "delete", "pod", "web", "--wait=false"]).unwrap();
+    let started = Instant::now();
+    wait_api(
+        60,
+        "the pod gone from the API",
+        || pod_get(&ns.0, "web"),
+        |p| p.is_none(),
+    );
+    eprintln!("delete -> gone from the API: {:?}", started.elapsed());
+    let (sbs, cs) = node.runtime_objects(&uid).await;
+    assert!(
+        sbs.is_empty() && cs.is_empty(),
+        "runtime still has {sbs:?} {cs:?}"
+    );
+    assert!(http_get(port).is_none(), "the host port still answers");
+    assert!(
+        node.kubelet_log()
+            .contains("pod deleted from the API server")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn static_pod_has_a_mirror_pod_with_its_status() {
+    let node = Node::start_joined(3, &[]);
+    let port = 22000 + slot(3) as u16;
+    node.write_manifest(
+        "web.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: sweb}}\nspec:\n  containers:\n  - name: web\n    image: {}\n    imagePullPolicy: IfNotPresent\n    ports: [{{containerPort: 80, hostPort: {port}, hostIP: 127.0.0.1}}]\n",
+            web_image()
+        ),
+    );
+    let mirror_name = format!("sweb-{}", node.node);
+    let m = wait_api(
+        90,
+        "the mirror pod Running",
+        || pod_get("default", &mirror_name),
+        |p| p.is_some_and(|p| p["status"]["phase"] == "Running"),
+    )
+    .unwrap();
+    let ann = &m["metadata"]["annotations"];
+    assert_eq!(ann["kubernetes.io/config.source"], "file");
+    assert!(
+        ann["kubernetes.io/config.mirror"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()),
+        "{ann}"
+    );
+    assert_eq!(m["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(m["spec"]["nodeName"], node.node.as_str());
+    assert_eq!(m["status"]["containerStatuses"][0]["ready"], true);
+
+    // A mirror deleted by hand is made again; the static pod runs on.
+    kubectl(&[
+        "-n",
+        "default",
+        "delete",
+        "pod",
+        &mirror_name,
+        "--wait=false",
+    ])
+    .unwrap();
+    let old_uid = m["metadata"]["uid"].clone();
+    wait_api(
+        60,
+        "the mirror pod made again",
+        || pod_get("default", &mirror_name),
+        |p| {
+            p.is_some_and(|p| {
+                p["metadata"]["uid"] != old_uid && p["metadata"]["deletionTimestamp"].is_null()
+            })
+        },
+    );
+    assert!(http_get(port).is_some(), "the static pod kept running");
+
+    // The manifest goes: the pod stops and its mirror goes.
+    node.remove_manifest("web.yaml");
+    wait_api(
+        60,
+        "the mirror pod deleted",
+        || pod_get("default", &mirror_name),
+        |p| p.is_none(),
+    );
+    wait_until(Duration::from_secs(30), "the static pod stopped", || {
+        http_get(port).is_none()
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn pod_force_deleted_while_the_kubelet_is_down_is_cleaned_at_start() {
+    let mut node = Node::start_joined(4, &[]);
+    let ns = Namespace::new(4);
+    let port = 22000 + slot(4) as u16;
+    wait_api(
+        60,
+        "the Node",
+        || api_get(&["node", &node.node]),
+        |n| n.is_some(),
+    );
+    kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&web_pod(&ns.0, "web", &node.node, port)),
+    )
+    .unwrap();
+    let p = wait_api(
+        90,
+        "pod Running",
+        || pod_get(&ns.0, "web"),
+        |p| p.is_some_and(|p| p["status"]["phase"] == "Running"),
+    )
+    .unwrap();
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_owned();
+    node.stop_kubelet();
+    kubectl(&[
+        "-n",
+        &ns.0,
+        "delete",
+        "pod",
+        "web",
+        "--force",
+        "--grace-period=0",
+    ])
+    .unwrap();
+    assert!(
+        http_get(port).is_some(),
+        "the pod runs on while the kubelet is down"
+    );
+    node.start_kubelet();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (sbs, cs) = node.runtime_objects(&uid).await;
+        if sbs.is_empty() && cs.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the runtime still has the deleted pod: {sbs:?} {cs:?}\n{}",
+            node.kubelet_log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
