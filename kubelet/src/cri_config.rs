@@ -188,6 +188,7 @@ pub fn container_config(
     c: &Container,
     restart_count: u32,
     ctx: &Context,
+    mounts: Vec<cri::Mount>,
 ) -> cri::ContainerConfig {
     let envs = env(pod, c, ctx);
     let lookup = |n: &str| envs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
@@ -259,6 +260,7 @@ pub fn container_config(
         labels,
         annotations,
         log_path: format!("{}/{restart_count}.log", c.name),
+        mounts,
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(pod, c, ctx.memory_capacity)),
             security_context: Some(cri::LinuxContainerSecurityContext {
@@ -338,7 +340,7 @@ mod tests {
             "",
             "{name: app, image: img:1, command: [sh, -c], args: ['echo $(GREETING) $(POD)'], workingDir: /srv, env: [{name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}, {name: GREETING, value: hi-$(POD)}, {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}], resources: {requests: {cpu: 250m, memory: 64Mi}, limits: {cpu: 500m, memory: 128Mi}}}",
         );
-        let c = container_config(&p, &p.containers[0], 3, &ctx());
+        let c = container_config(&p, &p.containers[0], 3, &ctx(), Vec::new());
         assert_eq!(c.metadata.as_ref().unwrap().attempt, 3);
         assert_eq!(c.command, ["sh", "-c"]);
         assert_eq!(c.args, ["echo hi-p p"]);

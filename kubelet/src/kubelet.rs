@@ -98,6 +98,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         host_resolv,
         cri: cri.clone(),
         api_status: api.as_ref().map(|_| status_tx.clone()),
+        api_client: api.as_ref().map(|(c, _, _)| c.clone()),
         settings,
     });
 

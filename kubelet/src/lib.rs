@@ -22,5 +22,7 @@ pub mod quantity;
 pub mod runtime_pod;
 pub mod static_pods;
 pub mod status;
+pub mod volume;
+pub mod volume_manager;
 
 pub use error::{Error, Result};

@@ -108,6 +108,8 @@ pub struct Container {
     pub ports: Vec<Port>,
     pub resources: Resources,
     pub termination_message_path: String,
+    /// Volume mounts (checked against the pod's volumes).
+    pub mounts: Vec<crate::volume::Mount>,
     /// Hash of the container's spec: a running container whose hash differs
     /// from its spec's was made from an older spec and is restarted.
     pub hash: String,
@@ -134,6 +136,7 @@ pub struct Pod {
     pub init_containers: Vec<Container>,
     pub containers: Vec<Container>,
     pub qos: QosClass,
+    pub volumes: Vec<crate::volume::Volume>,
     /// The API server asked for the pod's deletion: stop it within this
     /// grace period (`metadata.deletionGracePeriodSeconds`).
     pub deletion_grace: Option<Duration>,
@@ -234,14 +237,7 @@ impl Pod {
                 "spec.terminationGracePeriodSeconds: {grace} is negative"
             )));
         }
-        if let Some(vols) = &spec.volumes
-            && let Some(v) = vols.first()
-        {
-            return Err(err(format!(
-                "spec.volumes[0] ({}): volumes are not supported by berth-kubelet yet",
-                v.name
-            )));
-        }
+        let volumes = crate::volume::volumes(spec).map_err(&err)?;
         for (field, set) in [
             (
                 "spec.activeDeadlineSeconds",
@@ -284,7 +280,9 @@ impl Pod {
                 if !seen.insert(c.name.clone()) {
                     return Err(err(format!("{at}.name: {:?} is used twice", c.name)));
                 }
-                out.push(convert_container(c, &at, warn).map_err(&err)?);
+                let mut cc = convert_container(c, &at, warn).map_err(&err)?;
+                cc.mounts = crate::volume::mounts(c, &volumes, &at).map_err(&err)?;
+                out.push(cc);
             }
             Ok(out)
         };
@@ -342,6 +340,7 @@ impl Pod {
             init_containers,
             containers,
             qos,
+            volumes,
             deletion_grace: meta.deletion_timestamp.as_ref().map(|_| {
                 Duration::from_secs(
                     meta.deletion_grace_period_seconds.unwrap_or(grace).max(0) as u64
@@ -431,12 +430,6 @@ fn convert_container(
         });
     }
     let resources = resources(c.resources.as_ref(), at)?;
-    if let Some(m) = c.volume_mounts.as_ref().and_then(|v| v.first()) {
-        return Err(format!(
-            "{at}.volumeMounts[0] ({}): volumes are not supported by berth-kubelet yet",
-            m.name
-        ));
-    }
     for (field, set) in [
         ("livenessProbe", c.liveness_probe.is_some()),
         ("readinessProbe", c.readiness_probe.is_some()),
@@ -470,8 +463,48 @@ fn convert_container(
             .termination_message_path
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into()),
+        mounts: Vec::new(),
         hash,
     })
+}
+
+/// A `resourceFieldRef` value of a container (downward API): its limit or
+/// request, the node's capacity for an unset limit, divided by `divisor`
+/// and rounded up, as upstream.
+pub fn resource_field(
+    c: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+    memory_capacity: i64,
+) -> std::result::Result<String, String> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1);
+    let r = &c.resources;
+    let div = |default: &str| -> std::result::Result<Quantity, String> {
+        Quantity::parse(divisor.unwrap_or(default))
+            .map_err(|e| format!("resourceFieldRef {resource}: divisor: {e}"))
+    };
+    let ceil = |n: i64, d: i64| if d <= 0 { n } else { (n + d - 1) / d };
+    match resource {
+        "limits.cpu" | "requests.cpu" => {
+            let milli = if resource == "limits.cpu" {
+                r.cpu_limit_milli.unwrap_or(cpus * 1000)
+            } else {
+                r.cpu_request_milli.unwrap_or(0)
+            };
+            Ok(ceil(milli, div("1")?.milli()).to_string())
+        }
+        "limits.memory" | "requests.memory" => {
+            let bytes = if resource == "limits.memory" {
+                r.memory_limit.unwrap_or(memory_capacity)
+            } else {
+                r.memory_request.unwrap_or(0)
+            };
+            Ok(ceil(bytes, div("1")?.value()).to_string())
+        }
+        o => Err(format!("resourceFieldRef: resource {o:?} is not supported")),
+    }
 }
 
 fn env_source(from: &api::EnvVarSource) -> std::result::Result<PodField, String> {

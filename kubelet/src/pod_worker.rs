@@ -23,6 +23,7 @@ use crate::plan::{self, BackOffUpdate, Phase, Waiting, backoff_key};
 use crate::pod::{Container, Pod, PullPolicy};
 use crate::runtime_pod::{ContainerState, RuntimePod};
 use crate::status::{StatusInput, pod_status};
+use crate::volume_manager::VolumeManager;
 
 /// What the kubelet and its runtime share with every worker.
 pub struct Shared {
@@ -32,6 +33,9 @@ pub struct Shared {
     pub host_ip: Option<String>,
     pub memory_capacity: i64,
     pub host_resolv: ResolvConf,
+    /// API server mode: the client (volumes read ConfigMaps, Secrets and
+    /// service account tokens through it).
+    pub api_client: Option<kube::Client>,
     /// API server mode: where pod statuses go.
     pub api_status: Option<mpsc::UnboundedSender<crate::api::status::StatusOp>>,
 }
@@ -73,7 +77,14 @@ pub fn spawn(
 ) -> WorkerHandle {
     let (tx, rx) = watch::channel(desired);
     let wake = Arc::new(Notify::new());
+    let volumes = VolumeManager::new(
+        shared.pod_dir(&uid),
+        shared.api_client.clone(),
+        shared.memory_capacity,
+    );
     let w = Worker {
+        volumes,
+        volume_paths: HashMap::new(),
         shared,
         uid: uid.clone(),
         backoff: BackOff::default(),
@@ -93,6 +104,9 @@ pub fn spawn(
 
 struct Worker {
     shared: Arc<Shared>,
+    volumes: VolumeManager,
+    /// Each volume's host path, from the last successful setup.
+    volume_paths: HashMap<String, PathBuf>,
     uid: String,
     backoff: BackOff,
     pull_backoff: BackOff,
@@ -162,11 +176,45 @@ impl Worker {
         let now = now_ns();
         let plan = plan::plan(pod, &rt, &self.backoff, now);
         let mut wake_in = plan.wake_in;
+
+        // Volumes before the sandbox and containers (and refreshed on every
+        // sync while the pod runs, so changed ConfigMaps and Secrets and
+        // expiring tokens reach the files).
+        let mut plan = plan;
+        if pod.volumes.is_empty() {
+            self.volume_paths.clear();
+        } else if plan.create_sandbox.is_some()
+            || !plan.start.is_empty()
+            || rt.current_sandbox().is_some_and(|s| s.ready)
+        {
+            match self.volumes.setup(pod).await {
+                Ok(p) => {
+                    self.problems.retain(|_, w| w.reason != "ContainerCreating");
+                    self.volume_paths = p;
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %pod.full_name(), "{e}");
+                    for c in pod.all_containers() {
+                        self.problems.insert(
+                            c.name.clone(),
+                            Waiting {
+                                reason: "ContainerCreating".into(),
+                                message: e.to_string(),
+                            },
+                        );
+                    }
+                    plan.create_sandbox = None;
+                    plan.start.clear();
+                    wake_in = Some(
+                        wake_in.map_or(Duration::from_secs(5), |w| w.min(Duration::from_secs(5))),
+                    );
+                }
+            }
+        }
         let acted = plan.create_sandbox.is_some()
             || !plan.kill.is_empty()
             || !plan.start.is_empty()
             || !plan.stop_sandboxes.is_empty();
-
         for id in &plan.stop_sandboxes {
             tracing::info!(pod = %pod.full_name(), sandbox = %short(id), "stopping sandbox");
             cri.stop_pod_sandbox(id).await?;
@@ -325,8 +373,17 @@ impl Worker {
                 }
             }
         }
+        let mounts = self
+            .volumes
+            .container_mounts(c, &self.volume_paths, pod)
+            .map_err(|e| {
+                (
+                    w("CreateContainerConfigError", e),
+                    Some(Duration::from_secs(10)),
+                )
+            })?;
         let ctx = self.context(pod, pod_ip);
-        let config = cri_config::container_config(pod, c, restart_count, &ctx);
+        let config = cri_config::container_config(pod, c, restart_count, &ctx, mounts);
         let id = cri
             .create_container(sandbox_id, config, sandbox_config.clone())
             .await
@@ -449,6 +506,10 @@ impl Worker {
             cri.remove_pod_sandbox(&s.id).await?;
         }
         let dir = self.shared.pod_dir(&self.uid);
+        // Volumes unmounted before anything under the pod's folder goes.
+        self.volumes
+            .teardown()
+            .map_err(|e| Error::io(&dir, std::io::Error::other(e)))?;
         // The log folder is named by the pod; the status file knows it.
         if let Ok(text) = std::fs::read(dir.join("status.json"))
             && let Ok(p) = serde_json::from_slice::<api::Pod>(&text)
