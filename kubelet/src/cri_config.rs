@@ -9,6 +9,7 @@ use k8s_cri::v1 as cri;
 
 use crate::pod::{Container, EnvValue, Pod, PodField, Protocol, QosClass};
 use crate::runtime_pod::*;
+use crate::volume::ObjectKind;
 
 /// What the pod's containers are made with, besides the pod.
 pub struct Context<'a> {
@@ -18,6 +19,18 @@ pub struct Context<'a> {
     pub host_ip: Option<&'a str>,
     /// The node's memory, for Burstable pods' oom_score_adj.
     pub memory_capacity: i64,
+    /// The ConfigMaps and Secrets the container's env names, fetched
+    /// (absent: an optional one that does not exist).
+    pub objects: EnvObjects,
+}
+
+/// ConfigMap / Secret data by kind and name, values as text.
+pub type EnvObjects = HashMap<(ObjectKind, String), std::collections::BTreeMap<String, String>>;
+
+/// Whether a name is a valid environment variable name (upstream's rule:
+/// no `=`, printable, not empty).
+fn valid_env_name(n: &str) -> bool {
+    !n.is_empty() && !n.contains('=') && n.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 /// `<podLogsDir>/<namespace>_<name>_<uid>`, upstream's layout.
@@ -156,6 +169,18 @@ pub fn linux_resources(pod: &Pod, c: &Container, capacity: i64) -> cri::LinuxCon
 /// references to earlier variables expanded, in the spec's order.
 pub fn env(pod: &Pod, c: &Container, ctx: &Context) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
+    for f in &c.env_from {
+        let Some(data) = ctx.objects.get(&(f.kind.clone(), f.name.clone())) else {
+            continue;
+        };
+        for (k, v) in data {
+            let name = format!("{}{k}", f.prefix);
+            if valid_env_name(&name) {
+                out.retain(|(n, _)| *n != name);
+                out.push((name, v.clone()));
+            }
+        }
+    }
     for (name, v) in &c.env {
         let value = match v {
             EnvValue::Literal(s) => {
@@ -176,6 +201,39 @@ pub fn env(pod: &Pod, c: &Container, ctx: &Context) -> Vec<(String, String)> {
                 PodField::PodIp => ctx.pod_ip.unwrap_or_default().to_owned(),
                 PodField::HostIp => ctx.host_ip.unwrap_or_default().to_owned(),
             },
+            EnvValue::Resource {
+                container,
+                resource,
+                divisor,
+            } => {
+                let target = container
+                    .as_ref()
+                    .and_then(|n| pod.all_containers().find(|x| x.name == *n))
+                    .unwrap_or(c);
+                crate::pod::resource_field(
+                    target,
+                    resource,
+                    divisor.as_deref(),
+                    ctx.memory_capacity,
+                )
+                .unwrap_or_default()
+            }
+            EnvValue::ObjectKey {
+                kind,
+                name: obj,
+                key,
+                ..
+            } => {
+                match ctx
+                    .objects
+                    .get(&(kind.clone(), obj.clone()))
+                    .and_then(|d| d.get(key))
+                {
+                    Some(v) => v.clone(),
+                    // Optional and missing: no variable, as upstream.
+                    None => continue,
+                }
+            }
         };
         out.retain(|(k, _)| k != name);
         out.push((name.clone(), value));
@@ -289,6 +347,7 @@ mod tests {
             pod_ip: Some("10.0.0.5"),
             host_ip: Some("192.0.2.1"),
             memory_capacity: 1 << 30,
+            objects: Default::default(),
         }
     }
 
@@ -382,5 +441,37 @@ mod tests {
             (r.cpu_quota, r.memory_limit_in_bytes, r.oom_score_adj),
             (0, 0, 1000)
         );
+    }
+
+    #[test]
+    fn env_from_objects_keys_and_resources() {
+        let p = pod(
+            "",
+            "{name: c, image: i, resources: {limits: {memory: 128Mi}}, envFrom: [{configMapRef: {name: cm}, prefix: CM_}, {secretRef: {name: missing, optional: true}}], env: [{name: FROM_SECRET, valueFrom: {secretKeyRef: {name: s, key: password}}}, {name: OPT, valueFrom: {configMapKeyRef: {name: cm, key: nope, optional: true}}}, {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}, {name: CM_a, value: overridden}]}",
+        );
+        let mut c = ctx();
+        c.objects.insert(
+            (ObjectKind::ConfigMap, "cm".into()),
+            [
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "2".to_owned()),
+                ("bad=key".to_owned(), "x".to_owned()),
+            ]
+            .into(),
+        );
+        c.objects.insert(
+            (ObjectKind::Secret, "s".into()),
+            [("password".to_owned(), "hunter2".to_owned())].into(),
+        );
+        let e: HashMap<String, String> = env(&p, &p.containers[0], &c).into_iter().collect();
+        assert_eq!(e["CM_b"], "2");
+        assert_eq!(e["CM_a"], "overridden", "env wins over envFrom");
+        assert!(!e.contains_key("CM_bad=key"), "invalid names are skipped");
+        assert_eq!(e["FROM_SECRET"], "hunter2");
+        assert!(
+            !e.contains_key("OPT"),
+            "an optional missing key sets nothing"
+        );
+        assert_eq!(e["MEM"], "128");
     }
 }

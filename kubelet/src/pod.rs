@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::quantity::Quantity;
+use crate::volume::ObjectKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
@@ -83,6 +84,28 @@ pub enum EnvValue {
     Literal(String),
     /// The downward API: a field of the pod (`metadata.name`, `status.podIP`...).
     Field(PodField),
+    /// The downward API: a resource of a container (`limits.memory`...).
+    Resource {
+        container: Option<String>,
+        resource: String,
+        divisor: Option<String>,
+    },
+    /// A key of a ConfigMap or Secret (`configMapKeyRef`, `secretKeyRef`).
+    ObjectKey {
+        kind: ObjectKind,
+        name: String,
+        key: String,
+        optional: bool,
+    },
+}
+
+/// `envFrom`: every key of a ConfigMap or Secret, with a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFrom {
+    pub kind: ObjectKind,
+    pub name: String,
+    pub prefix: String,
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +131,7 @@ pub struct Container {
     pub ports: Vec<Port>,
     pub resources: Resources,
     pub termination_message_path: String,
+    pub env_from: Vec<EnvFrom>,
     /// Volume mounts (checked against the pod's volumes).
     pub mounts: Vec<crate::volume::Mount>,
     /// Hash of the container's spec: a running container whose hash differs
@@ -385,12 +409,30 @@ fn convert_container(
             return Err(format!("{at}.env[{i}].name: required"));
         }
         let value = match (&e.value, &e.value_from) {
-            (_, Some(from)) => EnvValue::Field(
-                env_source(from).map_err(|m| format!("{at}.env[{i}] ({}): {m}", e.name))?,
-            ),
+            (_, Some(from)) => {
+                env_source(from).map_err(|m| format!("{at}.env[{i}] ({}): {m}", e.name))?
+            }
             (v, None) => EnvValue::Literal(v.clone().unwrap_or_default()),
         };
         env.push((e.name.clone(), value));
+    }
+    let mut env_from = Vec::new();
+    for (i, f) in c.env_from.iter().flatten().enumerate() {
+        let (kind, name, optional) = match (&f.config_map_ref, &f.secret_ref) {
+            (Some(r), None) => (ObjectKind::ConfigMap, r.name.clone(), r.optional),
+            (None, Some(r)) => (ObjectKind::Secret, r.name.clone(), r.optional),
+            _ => {
+                return Err(format!(
+                    "{at}.envFrom[{i}]: exactly one of configMapRef and secretRef"
+                ));
+            }
+        };
+        env_from.push(EnvFrom {
+            kind,
+            name,
+            prefix: f.prefix.clone().unwrap_or_default(),
+            optional: optional.unwrap_or(false),
+        });
     }
     let mut ports = Vec::new();
     for (i, p) in c.ports.iter().flatten().enumerate() {
@@ -436,10 +478,6 @@ fn convert_container(
         ("startupProbe", c.startup_probe.is_some()),
         ("lifecycle", c.lifecycle.is_some()),
         ("securityContext", c.security_context.is_some()),
-        (
-            "envFrom",
-            c.env_from.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
         ("tty", c.tty == Some(true)),
         ("stdin", c.stdin == Some(true)),
     ] {
@@ -464,6 +502,7 @@ fn convert_container(
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into()),
         mounts: Vec::new(),
+        env_from,
         hash,
     })
 }
@@ -507,9 +546,41 @@ pub fn resource_field(
     }
 }
 
-fn env_source(from: &api::EnvVarSource) -> std::result::Result<PodField, String> {
+fn env_source(from: &api::EnvVarSource) -> std::result::Result<EnvValue, String> {
+    if let Some(r) = &from.config_map_key_ref {
+        return Ok(EnvValue::ObjectKey {
+            kind: ObjectKind::ConfigMap,
+            name: r.name.clone(),
+            key: r.key.clone(),
+            optional: r.optional.unwrap_or(false),
+        });
+    }
+    if let Some(r) = &from.secret_key_ref {
+        return Ok(EnvValue::ObjectKey {
+            kind: ObjectKind::Secret,
+            name: r.name.clone(),
+            key: r.key.clone(),
+            optional: r.optional.unwrap_or(false),
+        });
+    }
+    if let Some(r) = &from.resource_field_ref {
+        if !matches!(
+            r.resource.as_str(),
+            "limits.cpu" | "requests.cpu" | "limits.memory" | "requests.memory"
+        ) {
+            return Err(format!(
+                "valueFrom.resourceFieldRef.resource {:?} is not supported by berth-kubelet",
+                r.resource
+            ));
+        }
+        return Ok(EnvValue::Resource {
+            container: r.container_name.clone().filter(|c| !c.is_empty()),
+            resource: r.resource.clone(),
+            divisor: r.divisor.as_ref().map(|d| d.0.clone()),
+        });
+    }
     if let Some(f) = &from.field_ref {
-        return Ok(match f.field_path.as_str() {
+        return Ok(EnvValue::Field(match f.field_path.as_str() {
             "metadata.name" => PodField::Name,
             "metadata.namespace" => PodField::Namespace,
             "metadata.uid" => PodField::Uid,
@@ -522,22 +593,12 @@ fn env_source(from: &api::EnvVarSource) -> std::result::Result<PodField, String>
                     "valueFrom.fieldRef.fieldPath {o:?} is not supported by berth-kubelet yet"
                 ));
             }
-        });
+        }));
     }
-    let kind = if from.config_map_key_ref.is_some() {
-        "configMapKeyRef"
-    } else if from.secret_key_ref.is_some() {
-        "secretKeyRef"
-    } else if from.resource_field_ref.is_some() {
-        "resourceFieldRef"
-    } else if from.file_key_ref.is_some() {
-        "fileKeyRef"
-    } else {
-        return Err("valueFrom: names no source".into());
-    };
-    Err(format!(
-        "valueFrom.{kind} is not supported by berth-kubelet yet"
-    ))
+    if from.file_key_ref.is_some() {
+        return Err("valueFrom.fileKeyRef is not supported by berth-kubelet yet".into());
+    }
+    Err("valueFrom: names no source".into())
 }
 
 fn resources(
@@ -703,8 +764,10 @@ mod tests {
             .contains("spec.containers[1].name: \"a\" is used twice"));
         assert!(e("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, resources: {limits: {memory: 1MB}}}]}\n")
             .contains("spec.containers[0].resources.limits.memory"));
-        assert!(e("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, env: [{name: X, valueFrom: {secretKeyRef: {name: s, key: k}}}]}]}\n")
-            .contains("secretKeyRef is not supported"));
+        assert!(e("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, env: [{name: X, valueFrom: {resourceFieldRef: {resource: limits.nvidia.com/gpu}}}]}]}\n")
+            .contains("resourceFieldRef.resource \"limits.nvidia.com/gpu\" is not supported"));
+        assert!(e("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, envFrom: [{prefix: X}]}]}\n")
+            .contains("spec.containers[0].envFrom[0]: exactly one of configMapRef and secretRef"));
         assert!(
             e("metadata: {name: Bad_Name, uid: u}\nspec: {containers: [{name: a, image: b}]}\n")
                 .contains("metadata.name")

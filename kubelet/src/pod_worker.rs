@@ -166,6 +166,7 @@ impl Worker {
             pod_ip,
             host_ip: s.host_ip.as_deref(),
             memory_capacity: s.memory_capacity,
+            objects: Default::default(),
         }
     }
 
@@ -382,7 +383,14 @@ impl Worker {
                     Some(Duration::from_secs(10)),
                 )
             })?;
-        let ctx = self.context(pod, pod_ip);
+        let objects = self.volumes.env_objects(pod, c).await.map_err(|e| {
+            (
+                w("CreateContainerConfigError", e),
+                Some(Duration::from_secs(10)),
+            )
+        })?;
+        let mut ctx = self.context(pod, pod_ip);
+        ctx.objects = objects;
         let config = cri_config::container_config(pod, c, restart_count, &ctx, mounts);
         let id = cri
             .create_container(sandbox_id, config, sandbox_config.clone())

@@ -34,7 +34,7 @@ pub struct Item {
     pub mode: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {
     ConfigMap,
     Secret,

@@ -25,6 +25,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 
+use crate::cri_config::EnvObjects;
 use crate::pod::{Container, Pod};
 use crate::volume::{
     FileSource, HostPathType, Item, Mount, ObjectKind, Projection, Propagation, Source, Volume,
@@ -265,6 +266,60 @@ impl VolumeManager {
             Ok(None) => Err(format!("{what} not found")),
             Err(e) => Err(io(format!("getting {what}"), e)),
         }
+    }
+
+    /// The ConfigMaps and Secrets a container's env and envFrom name, as
+    /// text. A missing object or key that is not optional is an error with
+    /// upstream's wording.
+    pub async fn env_objects(&self, pod: &Pod, c: &Container) -> Result<EnvObjects, String> {
+        use crate::pod::EnvValue;
+        let mut out = EnvObjects::new();
+        let mut wanted: Vec<(ObjectKind, String, Option<String>, bool)> = c
+            .env_from
+            .iter()
+            .map(|f| (f.kind.clone(), f.name.clone(), None, f.optional))
+            .collect();
+        for (_, v) in &c.env {
+            if let EnvValue::ObjectKey {
+                kind,
+                name,
+                key,
+                optional,
+            } = v
+            {
+                wanted.push((kind.clone(), name.clone(), Some(key.clone()), *optional));
+            }
+        }
+        for (kind, name, key, optional) in wanted {
+            let k = (kind.clone(), name.clone());
+            if !out.contains_key(&k) {
+                match self.object_data(pod, &kind, &name, true).await? {
+                    Some(d) => {
+                        let text = d
+                            .into_iter()
+                            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                            .collect();
+                        out.insert(k.clone(), text);
+                    }
+                    None if optional => continue,
+                    None => return Err(format!("{} {name:?} not found", kind.as_str())),
+                }
+            }
+            if let Some(key) = key
+                && !optional
+                && !out.get(&k).is_some_and(|d| d.contains_key(&key))
+            {
+                let kind_name = match kind {
+                    ObjectKind::ConfigMap => "ConfigMap",
+                    ObjectKind::Secret => "Secret",
+                };
+                return Err(format!(
+                    "couldn't find key {key} in {kind_name} {}/{name}",
+                    pod.namespace
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// A bound service account token, fetched again after 80% of its life.
