@@ -88,6 +88,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         None => None,
     };
     let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         runtime_name: version.runtime_name.clone(),
         host_ip: settings
@@ -99,6 +100,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         cri: cri.clone(),
         api_status: api.as_ref().map(|_| status_tx.clone()),
         api_client: api.as_ref().map(|(c, _, _)| c.clone()),
+        events: api.as_ref().map(|_| events_tx.clone()),
         settings,
     });
 
@@ -138,6 +140,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             status_tx,
         ));
         tasks.spawn(crate::api::status::run(client.clone(), status_rx));
+        tasks.spawn(crate::api::events::run(
+            client.clone(),
+            cfg.name.clone(),
+            events_rx,
+        ));
         tasks.spawn(crate::api::mirror::run(
             client,
             cfg.name.clone(),
@@ -146,6 +153,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         ));
     } else {
         drop(status_tx);
+        drop(events_tx);
     }
     tracing::info!(
         node = %shared.settings.node_name,

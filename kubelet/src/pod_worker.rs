@@ -36,6 +36,8 @@ pub struct Shared {
     /// API server mode: the client (volumes read ConfigMaps, Secrets and
     /// service account tokens through it).
     pub api_client: Option<kube::Client>,
+    /// API server mode: where events go.
+    pub events: Option<mpsc::UnboundedSender<crate::api::events::EventOp>>,
     /// API server mode: where pod statuses go.
     pub api_status: Option<mpsc::UnboundedSender<crate::api::status::StatusOp>>,
 }
@@ -118,6 +120,36 @@ struct Worker {
 }
 
 impl Worker {
+    /// Post an event about the pod (or one of its containers).
+    fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
+        let Some(tx) = &self.shared.events else {
+            return;
+        };
+        let field_path = container.map(|n| {
+            if pod.init_containers.iter().any(|c| c.name == n) {
+                format!("spec.initContainers{{{n}}}")
+            } else {
+                format!("spec.containers{{{n}}}")
+            }
+        });
+        let _ = tx.send(crate::api::events::EventOp {
+            namespace: pod.namespace.clone(),
+            pod_name: pod.name.clone(),
+            pod_uid: pod.uid.clone(),
+            field_path,
+            warning,
+            reason: reason.into(),
+            message,
+        });
+    }
+
     async fn run(
         mut self,
         mut rx: watch::Receiver<Desired>,
@@ -177,6 +209,20 @@ impl Worker {
         let now = now_ns();
         let plan = plan::plan(pod, &rt, &self.backoff, now);
         let mut wake_in = plan.wake_in;
+        for (name, w) in &plan.waiting {
+            if w.reason == "CrashLoopBackOff" {
+                self.event(
+                    pod,
+                    Some(name),
+                    true,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {name} in pod {}",
+                        pod.name
+                    ),
+                );
+            }
+        }
 
         // Volumes before the sandbox and containers (and refreshed on every
         // sync while the pod runs, so changed ConfigMaps and Secrets and
@@ -195,6 +241,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(pod = %pod.full_name(), "{e}");
+                    self.event(pod, None, true, "FailedMount", e.to_string());
                     for c in pod.all_containers() {
                         self.problems.insert(
                             c.name.clone(),
@@ -222,6 +269,13 @@ impl Worker {
         }
         for k in &plan.kill {
             tracing::info!(pod = %pod.full_name(), container = %k.name, id = %short(&k.id), "Killing: {}", k.reason);
+            self.event(
+                pod,
+                Some(&k.name),
+                false,
+                "Killing",
+                format!("Stopping container {}", k.name),
+            );
             cri.stop_container(&k.id, pod.grace_period).await?;
             if k.remove {
                 cri.remove_container(&k.id).await?;
@@ -283,6 +337,12 @@ impl Worker {
                     }
                     Err((waiting, wait)) => {
                         tracing::warn!(pod = %pod.full_name(), container = %c.name, "{}: {}", waiting.reason, waiting.message);
+                        let (reason, message) = match waiting.reason.as_str() {
+                            "ImagePullBackOff" => ("BackOff", waiting.message.clone()),
+                            "ErrImageNeverPull" => ("ErrImageNeverPull", waiting.message.clone()),
+                            _ => ("Failed", format!("Error: {}", waiting.message)),
+                        };
+                        self.event(pod, Some(&c.name), true, reason, message);
                         self.problems.insert(c.name.clone(), waiting);
                         if let Some(w) = wait {
                             wake_in = Some(wake_in.map_or(w, |x| x.min(w)));
@@ -331,6 +391,15 @@ impl Worker {
                 })?
                 .is_some(),
         };
+        if present {
+            self.event(
+                pod,
+                Some(&c.name),
+                false,
+                "Pulled",
+                format!("Container image {:?} already present on machine", c.image),
+            );
+        }
         if !present {
             if c.pull_policy == PullPolicy::Never {
                 return Err((
@@ -357,12 +426,30 @@ impl Worker {
                 ));
             }
             tracing::info!(pod = %pod.full_name(), container = %c.name, image = %c.image, "Pulling image");
+            self.event(
+                pod,
+                Some(&c.name),
+                false,
+                "Pulling",
+                format!("Pulling image {:?}", c.image),
+            );
             let started = Instant::now();
             match cri.pull_image(&c.image, Some(sandbox_config.clone())).await {
                 Ok(r) => {
                     self.pull_failed_at.remove(&c.image);
                     self.pull_backoff.reset(&c.image);
                     tracing::info!(pod = %pod.full_name(), image = %c.image, image_ref = %r, took = ?started.elapsed(), "Pulled image");
+                    self.event(
+                        pod,
+                        Some(&c.name),
+                        false,
+                        "Pulled",
+                        format!(
+                            "Successfully pulled image {:?} in {:?}",
+                            c.image,
+                            started.elapsed()
+                        ),
+                    );
                 }
                 Err(e) => {
                     self.pull_backoff.next(&c.image, now);
@@ -402,6 +489,13 @@ impl Worker {
                 )
             })?;
         tracing::info!(pod = %pod.full_name(), container = %c.name, id = %short(&id), restart_count, "Created container");
+        self.event(
+            pod,
+            Some(&c.name),
+            false,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
         cri.start_container(&id).await.map_err(|e| {
             (
                 w("RunContainerError", e.to_string()),
@@ -409,6 +503,13 @@ impl Worker {
             )
         })?;
         tracing::info!(pod = %pod.full_name(), container = %c.name, id = %short(&id), "Started container");
+        self.event(
+            pod,
+            Some(&c.name),
+            false,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! Every loop here survives API server restarts: a failed call is logged
 //! and retried with back-off, never fatal once the kubelet has started.
 
+pub mod events;
 pub mod mirror;
 pub mod node_agent;
 pub mod pods;
