@@ -390,3 +390,201 @@ async fn pod_force_deleted_while_the_kubelet_is_down_is_cleaned_at_start() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn config_maps_secrets_tokens_env_and_events() {
+    let node = Node::start_joined(5, &[]);
+    let ns = Namespace::new(5);
+    wait_api(
+        60,
+        "the Node",
+        || api_get(&["node", &node.node]),
+        |n| n.is_some(),
+    );
+    // What kube-controller-manager's root CA publisher would have made.
+    let ca = std::env::var("BERTH_CLUSTER_CA").expect("BERTH_CLUSTER_CA");
+    kubectl(&[
+        "-n",
+        &ns.0,
+        "create",
+        "configmap",
+        "kube-root-ca.crt",
+        &format!("--from-file=ca.crt={ca}"),
+    ])
+    .unwrap();
+    kubectl(&[
+        "-n",
+        &ns.0,
+        "create",
+        "configmap",
+        "app",
+        "--from-literal=greeting=hello",
+        "--from-literal=app.conf=v1",
+    ])
+    .unwrap();
+    kubectl(&[
+        "-n",
+        &ns.0,
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=hunter2",
+    ])
+    .unwrap();
+    let pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: cfg, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {bb}
+    command: [sh, -c, "echo G=$GREETING; echo P=$S_password; cat /sec/password; echo; cat /sa/namespace; echo; echo T=$(head -c 3 /sa/token); grep -c CERTIFICATE /sa/ca.crt; while true; do echo C=$(cat /cfg/app.conf); sleep 1; done"]
+    env: [{{name: GREETING, valueFrom: {{configMapKeyRef: {{name: app, key: greeting}}}}}}]
+    envFrom: [{{secretRef: {{name: creds}}, prefix: S_}}]
+    volumeMounts:
+    - {{name: cfg, mountPath: /cfg}}
+    - {{name: sec, mountPath: /sec}}
+    - {{name: sa, mountPath: /sa}}
+  volumes:
+  - {{name: cfg, configMap: {{name: app}}}}
+  - {{name: sec, secret: {{secretName: creds, defaultMode: 256}}}}
+  - name: sa
+    projected:
+      sources:
+      - serviceAccountToken: {{path: token, expirationSeconds: 3607}}
+      - configMap: {{name: kube-root-ca.crt, items: [{{key: ca.crt, path: ca.crt}}]}}
+      - downwardAPI: {{items: [{{path: namespace, fieldRef: {{fieldPath: metadata.namespace}}}}]}}
+"#,
+        ns = ns.0,
+        node = node.node,
+        bb = busybox()
+    );
+    kubectl_in(&["apply", "-f", "-"], Some(&pod)).unwrap();
+    wait_api(
+        90,
+        "pod Running",
+        || pod_get(&ns.0, "cfg"),
+        |p| p.is_some_and(|p| p["status"]["phase"] == "Running"),
+    );
+    let log = || node.container_log(&ns.0, "cfg", "main");
+    wait_until(Duration::from_secs(30), "the container's output", || {
+        log().contains("C=v1")
+    });
+    let l = log();
+    assert!(l.contains("G=hello"), "configMapKeyRef env:\n{l}");
+    assert!(l.contains("P=hunter2"), "envFrom secret with prefix:\n{l}");
+    assert!(l.lines().any(|x| x == "hunter2"), "secret volume:\n{l}");
+    assert!(
+        l.lines().any(|x| x == ns.0),
+        "downwardAPI namespace in the projected volume:\n{l}"
+    );
+    assert!(l.contains("T=eyJ"), "a JWT from the TokenRequest API:\n{l}");
+    assert!(
+        l.lines().any(|x| x == "2"),
+        "the CA bundle (BEGIN and END CERTIFICATE):\n{l}"
+    );
+
+    // A changed ConfigMap reaches the file (atomic swap, next sync).
+    kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: app, namespace: {}}}\ndata: {{greeting: hello, app.conf: v2}}\n", ns.0)),
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the new ConfigMap content in the volume",
+        || log().contains("C=v2"),
+    );
+
+    // Events, as upstream names them.
+    let evs = api_get(&[
+        "-n",
+        &ns.0,
+        "events",
+        "--field-selector",
+        "involvedObject.name=cfg",
+    ])
+    .unwrap();
+    let reasons: Vec<&str> = evs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    for want in ["Pulled", "Created", "Started"] {
+        assert!(reasons.contains(&want), "event {want} missing: {reasons:?}");
+    }
+    let started = evs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "Started")
+        .unwrap();
+    assert_eq!(started["source"]["component"], "kubelet");
+    assert_eq!(
+        started["involvedObject"]["fieldPath"],
+        "spec.containers{main}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn missing_config_map_waits_with_the_reason_then_runs() {
+    let node = Node::start_joined(6, &[]);
+    let ns = Namespace::new(6);
+    wait_api(
+        60,
+        "the Node",
+        || api_get(&["node", &node.node]),
+        |n| n.is_some(),
+    );
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: waits, namespace: {}}}\nspec:\n  nodeName: {}\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {}\n    command: [sh, -c, 'echo V=$V; sleep 3600']\n    env: [{{name: V, valueFrom: {{configMapKeyRef: {{name: late, key: v}}}}}}]\n",
+        ns.0,
+        node.node,
+        busybox()
+    );
+    kubectl_in(&["apply", "-f", "-"], Some(&pod)).unwrap();
+    let p = wait_api(
+        90,
+        "CreateContainerConfigError",
+        || pod_get(&ns.0, "waits"),
+        |p| {
+            p.is_some_and(|p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "CreateContainerConfigError"
+            })
+        },
+    )
+    .unwrap();
+    let msg = p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(msg.contains("configmap \"late\" not found"), "{msg}");
+    assert_eq!(p["status"]["phase"], "Pending");
+    kubectl(&[
+        "-n",
+        &ns.0,
+        "create",
+        "configmap",
+        "late",
+        "--from-literal=v=arrived",
+    ])
+    .unwrap();
+    wait_api(
+        60,
+        "Running once the ConfigMap exists",
+        || pod_get(&ns.0, "waits"),
+        |p| p.is_some_and(|p| p["status"]["phase"] == "Running"),
+    );
+    wait_until(Duration::from_secs(30), "the value in the env", || {
+        node.container_log(&ns.0, "waits", "main")
+            .contains("V=arrived")
+    });
+}

@@ -10,25 +10,8 @@ use std::time::Duration;
 
 use common::*;
 
-/// The container's CRI log, without the CRI prefixes.
 fn container_log(node: &Node, pod: &str, container: &str) -> String {
-    let logs = node.dir.path().join("logs");
-    let Ok(rd) = std::fs::read_dir(&logs) else {
-        return String::new();
-    };
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with(&format!("default_{pod}-{}_", node.node)) {
-            let text =
-                std::fs::read_to_string(e.path().join(container).join("0.log")).unwrap_or_default();
-            return text
-                .lines()
-                .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join("\n");
-        }
-    }
-    String::new()
+    node.container_log("default", &format!("{pod}-{}", node.node), container)
 }
 
 fn mounts_under(dir: &std::path::Path) -> Vec<String> {

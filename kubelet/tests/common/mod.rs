@@ -343,6 +343,26 @@ impl Node {
         }
     }
 
+    /// A container's CRI log (first run), without the CRI prefixes.
+    pub fn container_log(&self, ns: &str, pod: &str, container: &str) -> String {
+        let Ok(rd) = std::fs::read_dir(self.dir.path().join("logs")) else {
+            return String::new();
+        };
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&format!("{ns}_{pod}_")) {
+                let text = std::fs::read_to_string(e.path().join(container).join("0.log"))
+                    .unwrap_or_default();
+                return text
+                    .lines()
+                    .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+        }
+        String::new()
+    }
+
     pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
         RuntimeServiceClient::new(connect(&self.socket).await)
     }
