@@ -146,7 +146,7 @@ if [ $QUICK = 0 ]; then
     # apiserver on loopback, started and stopped by this tier): Node, Lease,
     # pods bound to the node, deletions, mirror pods.
     tier kubelet-apiserver "berth-kubelet joined to a real kube-apiserver" bash -c '
-        bash hack/testbed/controlplane.sh up >/dev/null || exit 1
+        bash hack/testbed/controlplane.sh up --full >/dev/null || exit 1
         eval "$(bash hack/testbed/controlplane.sh env)"
         cargo test --release -p berth-kubelet --test apiserver -- --ignored --test-threads=2
         rc=$?

@@ -21,7 +21,10 @@ impl Namespace {
     fn new(salt: u32) -> Namespace {
         let name = format!("t-{}-{}", std::process::id(), slot(salt));
         kubectl(&["create", "namespace", &name]).unwrap();
-        kubectl(&["-n", &name, "create", "serviceaccount", "default"]).unwrap();
+        // kube-controller-manager (when it runs) makes it too.
+        if let Err(e) = kubectl(&["-n", &name, "create", "serviceaccount", "default"]) {
+            assert!(e.contains("AlreadyExists"), "{e}");
+        }
         Namespace(name)
     }
 }
@@ -587,4 +590,176 @@ async fn missing_config_map_waits_with_the_reason_then_runs() {
         node.container_log(&ns.0, "waits", "main")
             .contains("V=arrived")
     });
+}
+
+fn deployment_ready(ns: &str, name: &str) -> Option<Value> {
+    api_get(&["-n", ns, "deployment", name])
+}
+
+fn pods_of(ns: &str, selector: &str) -> Vec<Value> {
+    api_get(&["-n", ns, "pods", "-l", selector])
+        .map(|l| l["items"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// The web image by digest: another image reference for the same content,
+/// so changing to it rolls a Deployment.
+fn web_image_by_digest() -> String {
+    let image = web_image();
+    let (repo, _) = image.rsplit_once(':').unwrap();
+    let (host, path) = repo.split_once('/').unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sfI",
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
+            &format!("http://{host}/v2/{path}/manifests/latest"),
+        ])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let digest = head
+        .lines()
+        .find_map(|l| l.strip_prefix("docker-content-digest:"))
+        .expect("the registry names the digest")
+        .trim()
+        .to_owned();
+    format!("{repo}@{digest}")
+}
+
+/// The workload scenario of issue 7, with kube-controller-manager and
+/// kube-scheduler (the tier runs the control plane with --full).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn workload_scenario_deployment_and_job() {
+    let node = Node::start_joined(7, &[]);
+    let ns = Namespace::new(7);
+    wait_api(
+        60,
+        "the Node Ready",
+        || api_get(&["node", &node.node]),
+        |n| node_ready(n) == Some(true),
+    );
+    let deploy = |image: &str, replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      nodeSelector: {{kubernetes.io/hostname: {node}}}\n      terminationGracePeriodSeconds: 2\n      containers:\n      - {{name: web, image: '{image}', imagePullPolicy: IfNotPresent}}\n",
+            ns = ns.0,
+            node = node.node
+        )
+    };
+    let ready = |n: i64| {
+        move |d: Option<&Value>| {
+            d.is_some_and(|d| {
+                d["status"]["readyReplicas"].as_i64().unwrap_or(0) == n
+                    && d["status"]["replicas"].as_i64().unwrap_or(0) == n
+                    && d["status"]["updatedReplicas"].as_i64().unwrap_or(0) == n
+            })
+        }
+    };
+    let started = Instant::now();
+    kubectl_in(&["apply", "-f", "-"], Some(&deploy(&web_image(), 3))).unwrap();
+    wait_api(
+        180,
+        "3/3 ready",
+        || deployment_ready(&ns.0, "web"),
+        ready(3),
+    );
+    eprintln!("Deployment of 3 -> 3/3 ready: {:?}", started.elapsed());
+    let pods = pods_of(&ns.0, "app=web");
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["nodeName"] == node.node.as_str())
+    );
+    // The service account token volume the API server adds works.
+    assert!(
+        pods[0]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["projected"].is_object())
+    );
+
+    // A deleted pod is replaced.
+    let victim = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    kubectl(&["-n", &ns.0, "delete", "pod", &victim, "--wait=false"]).unwrap();
+    wait_api(
+        120,
+        "a replacement, 3/3 ready",
+        || deployment_ready(&ns.0, "web"),
+        |d| {
+            ready(3)(d)
+                && !pods_of(&ns.0, "app=web")
+                    .iter()
+                    .any(|p| p["metadata"]["name"] == victim.as_str())
+        },
+    );
+
+    // Scale to 5, then to 1.
+    kubectl(&["-n", &ns.0, "scale", "deployment", "web", "--replicas=5"]).unwrap();
+    wait_api(
+        180,
+        "5/5 ready",
+        || deployment_ready(&ns.0, "web"),
+        ready(5),
+    );
+    kubectl(&["-n", &ns.0, "scale", "deployment", "web", "--replicas=1"]).unwrap();
+    wait_api(
+        120,
+        "1/1 ready",
+        || deployment_ready(&ns.0, "web"),
+        ready(1),
+    );
+    wait_until(Duration::from_secs(120), "only one pod left", || {
+        pods_of(&ns.0, "app=web").len() == 1
+    });
+
+    // A new image rolls the pods.
+    let old = pods_of(&ns.0, "app=web")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_digest = web_image_by_digest();
+    kubectl(&[
+        "-n",
+        &ns.0,
+        "set",
+        "image",
+        "deployment/web",
+        &format!("web={by_digest}"),
+    ])
+    .unwrap();
+    wait_api(
+        180,
+        "rolled to the new image",
+        || deployment_ready(&ns.0, "web"),
+        |d| {
+            ready(1)(d) && {
+                let ps = pods_of(&ns.0, "app=web");
+                ps.len() == 1
+                    && ps[0]["metadata"]["name"] != old.as_str()
+                    && ps[0]["spec"]["containers"][0]["image"] == by_digest.as_str()
+            }
+        },
+    );
+
+    // A Job runs to completion.
+    let job = format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: once, namespace: {ns}}}\nspec:\n  backoffLimit: 2\n  template:\n    spec:\n      nodeSelector: {{kubernetes.io/hostname: {node}}}\n      restartPolicy: Never\n      containers:\n      - {{name: once, image: '{bb}', command: [sh, -c, 'echo job-done']}}\n",
+        ns = ns.0,
+        node = node.node,
+        bb = busybox()
+    );
+    kubectl_in(&["apply", "-f", "-"], Some(&job)).unwrap();
+    wait_api(
+        120,
+        "the Job complete",
+        || api_get(&["-n", &ns.0, "job", "once"]),
+        |j| j.is_some_and(|j| j["status"]["succeeded"] == 1),
+    );
+    let jp = pods_of(&ns.0, "job-name=once");
+    assert_eq!(jp[0]["status"]["phase"], "Succeeded");
+    assert_eq!(
+        jp[0]["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
 }
