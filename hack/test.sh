@@ -142,9 +142,11 @@ if [ $QUICK = 0 ]; then
     SUITE=1 tier critest-berthd-websocket "critest streaming specs over WebSocket against berthd" \
         env BERTH_LOGDIR="$OUT/log/websocket" bash hack/critest-berthd.sh --ginkgo.focus=Streaming \
         --websocket-exec --websocket-attach --websocket-portforward
-    # berth-kubelet joined to the test bed's real kube-apiserver (etcd +
-    # apiserver on loopback, started and stopped by this tier): Node, Lease,
-    # pods bound to the node, deletions, mirror pods.
+    # berth-kubelet joined to the test bed's real control plane (etcd,
+    # kube-apiserver, kube-controller-manager, kube-scheduler on loopback,
+    # started and stopped by this tier): Node, Lease, pods bound to the
+    # node, deletions, mirror pods, volumes from the API, events, and the
+    # workload scenario (Deployment, scaling, rollout, Job).
     tier kubelet-apiserver "berth-kubelet joined to a real kube-apiserver" bash -c '
         bash hack/testbed/controlplane.sh up --full >/dev/null || exit 1
         eval "$(bash hack/testbed/controlplane.sh env)"
