@@ -556,18 +556,29 @@ impl Worker {
             runtime_name: &self.shared.runtime_name,
             host_ip: self.shared.host_ip.as_deref(),
             now_ns: now_ns(),
-            previous: self.last_status.as_ref(),
+            // After a kubelet restart, the API's status is the previous
+            // one: condition times are kept and an unchanged pod is not
+            // patched.
+            previous: self.last_status.as_ref().or(pod.source.status.as_ref()),
         };
         let status = pod_status(pod, rt, &input);
         if self.last_status.as_ref() == Some(&status) {
             return;
         }
+        // After a kubelet restart, a status the API already has is not
+        // patched again.
+        let api_has_it = self.last_status.is_none()
+            && pod
+                .source
+                .status
+                .as_ref()
+                .is_some_and(|api| same_reported(api, &status));
         let phase = plan::phase(pod, rt);
         if self.last_phase != Some(phase) {
             tracing::info!(pod = %pod.full_name(), uid = %pod.uid, phase = phase.as_str(), "pod phase");
             self.last_phase = Some(phase);
         }
-        if let Some(tx) = &self.shared.api_status {
+        if let Some(tx) = self.shared.api_status.as_ref().filter(|_| !api_has_it) {
             let _ = tx.send(crate::api::status::StatusOp::Status {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
@@ -638,6 +649,14 @@ impl Worker {
         tracing::info!(pod_uid = %self.uid, sandboxes = rt.sandboxes.len(), containers = rt.containers.len(), "pod terminated and removed");
         Ok(())
     }
+}
+
+/// Whether the API's status already says what `ours` says (the API server
+/// owns qosClass; only the fields the kubelet reports are compared).
+fn same_reported(api: &api::PodStatus, ours: &api::PodStatus) -> bool {
+    let mut a = api.clone();
+    a.qos_class = ours.qos_class.clone();
+    a == *ours
 }
 
 pub fn short(id: &str) -> &str {
