@@ -763,3 +763,62 @@ async fn workload_scenario_deployment_and_job() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn kubelet_restart_with_20_pods_restarts_nothing_and_changes_no_status() {
+    let mut node = Node::start_joined(8, &[]);
+    let ns = Namespace::new(8);
+    wait_api(
+        60,
+        "the Node",
+        || api_get(&["node", &node.node]),
+        |n| n.is_some(),
+    );
+    let pods: String = (0..20)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {}, labels: {{batch: r}}}}\nspec:\n  nodeName: {}\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: '{}', command: [sleep, '3600']}}\n",
+                ns.0,
+                node.node,
+                busybox()
+            )
+        })
+        .collect();
+    kubectl_in(&["apply", "-f", "-"], Some(&pods)).unwrap();
+    let all_running = || {
+        let ps = pods_of(&ns.0, "batch=r");
+        ps.len() == 20
+            && ps.iter().all(|p| {
+                p["status"]["phase"] == "Running" && condition(p, "Ready")["status"] == "True"
+            })
+    };
+    wait_until(
+        Duration::from_secs(240),
+        "20 pods Running and Ready",
+        all_running,
+    );
+    // Let the last status patches land.
+    std::thread::sleep(Duration::from_secs(3));
+    let before: Vec<Value> = pods_of(&ns.0, "batch=r")
+        .iter()
+        .map(|p| p["status"].clone())
+        .collect();
+    node.stop_kubelet();
+    node.start_kubelet();
+    // Two sync periods and a relist or two.
+    std::thread::sleep(Duration::from_secs(25));
+    let after: Vec<Value> = pods_of(&ns.0, "batch=r")
+        .iter()
+        .map(|p| p["status"].clone())
+        .collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a["containerStatuses"][0]["restartCount"], 0);
+        assert_eq!(
+            a["containerStatuses"][0]["containerID"],
+            b["containerStatuses"][0]["containerID"]
+        );
+        assert_eq!(a, b, "the status changed across the kubelet restart");
+    }
+    assert!(node.kubelet_run_log(2).contains("berth-kubelet started"));
+}
