@@ -321,6 +321,7 @@ impl Cri {
     pub async fn pull_image(
         &self,
         image: &str,
+        auth: Option<cri::AuthConfig>,
         sandbox_config: Option<cri::PodSandboxConfig>,
     ) -> Result<String> {
         let r = tonic::Request::new(cri::PullImageRequest {
@@ -328,7 +329,7 @@ impl Cri {
                 image: image.to_owned(),
                 ..Default::default()
             }),
-            auth: None,
+            auth,
             sandbox_config,
         });
         Ok(self

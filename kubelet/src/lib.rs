@@ -18,6 +18,7 @@ pub mod plan;
 pub mod pleg;
 pub mod pod;
 pub mod pod_worker;
+pub mod pull_secrets;
 pub mod quantity;
 pub mod runtime_pod;
 pub mod static_pods;

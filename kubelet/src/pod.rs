@@ -161,6 +161,8 @@ pub struct Pod {
     pub containers: Vec<Container>,
     pub qos: QosClass,
     pub volumes: Vec<crate::volume::Volume>,
+    /// Names of the Secrets with registry credentials (`imagePullSecrets`).
+    pub image_pull_secrets: Vec<String>,
     /// The API server asked for the pod's deletion: stop it within this
     /// grace period (`metadata.deletionGracePeriodSeconds`).
     pub deletion_grace: Option<Duration>,
@@ -268,12 +270,6 @@ impl Pod {
                 spec.active_deadline_seconds.is_some(),
             ),
             ("spec.hostAliases", spec.host_aliases.is_some()),
-            (
-                "spec.imagePullSecrets",
-                spec.image_pull_secrets
-                    .as_ref()
-                    .is_some_and(|v| !v.is_empty()),
-            ),
             ("spec.securityContext", spec.security_context.is_some()),
             ("spec.runtimeClassName", spec.runtime_class_name.is_some()),
             (
@@ -365,6 +361,13 @@ impl Pod {
             containers,
             qos,
             volumes,
+            image_pull_secrets: spec
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .filter(|n| !n.is_empty())
+                .collect(),
             deletion_grace: meta.deletion_timestamp.as_ref().map(|_| {
                 Duration::from_secs(
                     meta.deletion_grace_period_seconds.unwrap_or(grace).max(0) as u64

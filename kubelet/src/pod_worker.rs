@@ -434,7 +434,11 @@ impl Worker {
                 format!("Pulling image {:?}", c.image),
             );
             let started = Instant::now();
-            match cri.pull_image(&c.image, Some(sandbox_config.clone())).await {
+            let auth = self.volumes.pull_auth(pod, &c.image).await;
+            match cri
+                .pull_image(&c.image, auth, Some(sandbox_config.clone()))
+                .await
+            {
                 Ok(r) => {
                     self.pull_failed_at.remove(&c.image);
                     self.pull_backoff.reset(&c.image);

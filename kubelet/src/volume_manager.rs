@@ -322,6 +322,45 @@ impl VolumeManager {
         Ok(out)
     }
 
+    /// Registry credentials for `image` from the pod's imagePullSecrets
+    /// (a Secret that is missing or not a Docker config is skipped with a
+    /// warning, as upstream).
+    pub async fn pull_auth(&self, pod: &Pod, image: &str) -> Option<cri::AuthConfig> {
+        let mut entries = Vec::new();
+        for name in &pod.image_pull_secrets {
+            let Ok(client) = self.client("imagePullSecrets") else {
+                break;
+            };
+            let api: Api<api::Secret> = Api::namespaced(client.clone(), &pod.namespace);
+            let secret = match api.get_opt(name).await {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    tracing::warn!(pod = %pod.full_name(), secret = %name, "image pull secret not found");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %pod.full_name(), secret = %name, "image pull secret: {e}");
+                    continue;
+                }
+            };
+            let data = secret.data.unwrap_or_default();
+            let Some(raw) = data
+                .get(".dockerconfigjson")
+                .or_else(|| data.get(".dockercfg"))
+            else {
+                tracing::warn!(pod = %pod.full_name(), secret = %name, "image pull secret has no .dockerconfigjson");
+                continue;
+            };
+            match crate::pull_secrets::parse(&raw.0) {
+                Ok(e) => entries.extend(e),
+                Err(e) => {
+                    tracing::warn!(pod = %pod.full_name(), secret = %name, "image pull secret: {e}")
+                }
+            }
+        }
+        crate::pull_secrets::auth_for(image, &entries)
+    }
+
     /// A bound service account token, fetched again after 80% of its life.
     async fn token(
         &mut self,

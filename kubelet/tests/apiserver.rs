@@ -822,3 +822,84 @@ async fn kubelet_restart_with_20_pods_restarts_nothing_and_changes_no_status() {
     }
     assert!(node.kubelet_run_log(2).contains("berth-kubelet started"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn image_pull_secrets_authenticate_the_pull() {
+    let node = Node::start_joined(9, &[]);
+    let ns = Namespace::new(9);
+    wait_api(
+        60,
+        "the Node",
+        || api_get(&["node", &node.node]),
+        |n| n.is_some(),
+    );
+    let registry = std::env::var("BERTH_REGISTRY_TLS").expect("BERTH_REGISTRY_TLS");
+    let user = std::env::var("BERTH_REGISTRY_USER").unwrap();
+    let pass = std::env::var("BERTH_REGISTRY_PASS").unwrap();
+    let image = format!("{registry}/library/busybox:latest");
+    let pod = |name: &str, secret: bool| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {}}}\nspec:\n  nodeName: {}\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 1\n{}  containers:\n  - {{name: c, image: '{image}', imagePullPolicy: Always, command: [sleep, '3600']}}\n",
+            ns.0,
+            node.node,
+            if secret {
+                "  imagePullSecrets: [{name: regcred}]\n"
+            } else {
+                ""
+            }
+        )
+    };
+    // Without credentials the registry refuses: ErrImagePull / back-off.
+    kubectl_in(&["apply", "-f", "-"], Some(&pod("nocreds", false))).unwrap();
+    let p = wait_api(
+        90,
+        "an image pull error",
+        || pod_get(&ns.0, "nocreds"),
+        |p| {
+            p.is_some_and(|p| {
+                matches!(
+                    p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str(),
+                    Some("ErrImagePull" | "ImagePullBackOff")
+                )
+            })
+        },
+    )
+    .unwrap();
+    assert_eq!(p["status"]["phase"], "Pending");
+    kubectl(&[
+        "-n",
+        &ns.0,
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={registry}"),
+        &format!("--docker-username={user}"),
+        &format!("--docker-password={pass}"),
+    ])
+    .unwrap();
+    kubectl_in(&["apply", "-f", "-"], Some(&pod("creds", true))).unwrap();
+    wait_api(
+        90,
+        "Running with the pull secret",
+        || pod_get(&ns.0, "creds"),
+        |p| p.is_some_and(|p| p["status"]["phase"] == "Running"),
+    );
+    let evs = api_get(&[
+        "-n",
+        &ns.0,
+        "events",
+        "--field-selector",
+        "involvedObject.name=nocreds",
+    ])
+    .unwrap();
+    assert!(
+        evs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "Warning" && e["reason"] == "Failed"),
+        "a Failed pull event: {evs}"
+    );
+}

@@ -115,10 +115,20 @@ impl Node {
         });
         std::fs::write(net.join("10-test.conflist"), conf.to_string()).unwrap();
         let socket = dir.path().join("berthd.sock");
+        // The TLS registry's CA (hack/testbed.sh env), so pulls with
+        // credentials can be tested.
+        let registry_certs = std::env::var("BERTH_REGISTRY_CERT_DIR")
+            .ok()
+            .and_then(|d| {
+                Path::new(&d)
+                    .parent()
+                    .map(|p| format!("registry_config_path = {:?}\n", p))
+            })
+            .unwrap_or_default();
         std::fs::write(
             dir.path().join("berthd.toml"),
             format!(
-                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncni_conf_dir = {:?}\ncni_bin_dirs = [\"/usr/lib/cni\", \"/opt/cni/bin\"]\n",
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncni_conf_dir = {:?}\ncni_bin_dirs = [\"/usr/lib/cni\", \"/opt/cni/bin\"]\n{registry_certs}",
                 socket,
                 dir.path().join("root"),
                 dir.path().join("state"),
