@@ -398,9 +398,8 @@ impl VolumeManager {
             }),
             status: None,
         };
-        let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
         let resp: TokenRequest = api
-            .create_subresource("token", sa, &PostParams::default(), &body)
+            .create_subresource("token", sa, &PostParams::default(), &req)
             .await
             .map_err(|e| io(format!("requesting a token for service account {sa:?}"), e))?;
         let token = resp.status.and_then(|s| s.token).unwrap_or_default();
