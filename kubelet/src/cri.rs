@@ -263,6 +263,30 @@ impl Cri {
         Ok(())
     }
 
+    /// Run `cmd` in container `id` and wait for it, at most `timeout`
+    /// (the runtime enforces it; the call's own deadline adds the usual
+    /// request timeout on top).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<cri::ExecSyncResponse> {
+        let mut r = tonic::Request::new(cri::ExecSyncRequest {
+            container_id: id.to_owned(),
+            cmd,
+            timeout: timeout.as_secs().max(1) as i64,
+        });
+        r.set_timeout(self.timeout + timeout);
+        Ok(self
+            .runtime
+            .clone()
+            .exec_sync(r)
+            .await
+            .map_err(failed("ExecSync", format!("container {id}")))?
+            .into_inner())
+    }
+
     pub async fn list_containers(
         &self,
         filter: Option<cri::ContainerFilter>,

@@ -108,6 +108,7 @@ pub struct Container {
     pub ports: Vec<Port>,
     pub resources: Resources,
     pub termination_message_path: String,
+    pub probes: crate::probe::Probes,
     /// Hash of the container's spec: a running container whose hash differs
     /// from its spec's was made from an older spec and is restarted.
     pub hash: String,
@@ -304,6 +305,16 @@ impl Pod {
                 "spec.initContainers[{i}].restartPolicy: restartable init containers (sidecars) are not supported by berth-kubelet yet"
             )));
         }
+        if let Some((i, (kind, _))) = init_containers
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| c.probes.iter().next().map(|p| (i, p)))
+        {
+            return Err(err(format!(
+                "spec.initContainers[{i}].{}: may not be set for init containers",
+                kind.field()
+            )));
+        }
         let containers = convert(&spec.containers, "spec.containers", &mut warn)?;
         let qos = qos_class(
             init_containers
@@ -437,10 +448,8 @@ fn convert_container(
             m.name
         ));
     }
+    let probes = crate::probe::Probes::from_api(c, at)?;
     for (field, set) in [
-        ("livenessProbe", c.liveness_probe.is_some()),
-        ("readinessProbe", c.readiness_probe.is_some()),
-        ("startupProbe", c.startup_probe.is_some()),
         ("lifecycle", c.lifecycle.is_some()),
         ("securityContext", c.security_context.is_some()),
         (
@@ -470,6 +479,7 @@ fn convert_container(
             .termination_message_path
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into()),
+        probes,
         hash,
     })
 }
@@ -676,15 +686,23 @@ mod tests {
             e("metadata: {name: Bad_Name, uid: u}\nspec: {containers: [{name: a, image: b}]}\n")
                 .contains("metadata.name")
         );
+        assert_eq!(
+            e(
+                "metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, ports: [{name: http, containerPort: 80}], livenessProbe: {httpGet: {port: web}}}]}\n"
+            ),
+            "pod default/p: spec.containers[0].livenessProbe.httpGet.port: named port \"web\" is not a port of the container"
+        );
+        assert!(e("metadata: {name: p, uid: u}\nspec: {initContainers: [{name: i, image: b, readinessProbe: {tcpSocket: {port: 80}}}], containers: [{name: a, image: b}]}\n")
+            .contains("spec.initContainers[0].readinessProbe: may not be set for init containers"));
     }
 
     #[test]
     fn warns_about_unimplemented_fields() {
-        let (_, w) = pod("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, livenessProbe: {tcpSocket: {port: 80}}}]}\n").unwrap();
+        let (_, w) = pod("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, livenessProbe: {tcpSocket: {port: 80}}, lifecycle: {preStop: {exec: {command: [x]}}}}]}\n").unwrap();
         assert_eq!(
             w,
             [
-                "pod default/p: spec.containers[0].livenessProbe is not implemented by berth-kubelet yet, ignored"
+                "pod default/p: spec.containers[0].lifecycle is not implemented by berth-kubelet yet, ignored"
             ]
         );
     }
