@@ -1,6 +1,8 @@
 //! The CRI client: RuntimeService and ImageService over a unix socket.
-//! The only module that knows tonic; it hands out the CRI's prost types,
-//! and every error names the call and the object it was about.
+//! The only module that knows the CRI's tonic clients (the other tonic user
+//! is `prober/grpc.rs`, which asks pods' gRPC health services); it hands
+//! out the CRI's prost types, and every error names the call and the
+//! object it was about.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -87,11 +87,11 @@ impl Counter {
 /// once they failed (the container is killed; its successor gets new
 /// tasks). Readiness goes on for as long as the container runs.
 pub fn finished(kind: ProbeKind, v: Verdict) -> bool {
-    match (kind, v) {
-        (ProbeKind::Startup, Verdict::Success) => true,
-        (ProbeKind::Liveness | ProbeKind::Startup, Verdict::Failure) => true,
-        _ => false,
-    }
+    matches!(
+        (kind, v),
+        (ProbeKind::Startup, Verdict::Success)
+            | (ProbeKind::Liveness | ProbeKind::Startup, Verdict::Failure)
+    )
 }
 
 /// The verdicts of a pod's probes, by container ID.

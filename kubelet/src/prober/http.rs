@@ -478,4 +478,63 @@ mod tests {
         }
         drop(l);
     }
+
+    /// A self-signed certificate nobody trusts (the probe does not check).
+    const CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBgTCCASegAwIBAgIUJWBS8AQJ0mFCaVSqPpL0RXLeKRQwCgYIKoZIzj0EAwIw
+FTETMBEGA1UEAwwKcHJvYmUtdGVzdDAgFw0yNjEyMDIxMzQ3MTNaGA8yMTI2MTEw
+ODEzNDcxM1owFTETMBEGA1UEAwwKcHJvYmUtdGVzdDBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABBd2rQkOVyeJW3xFo+V25J1r5ipwW0G8t3YW+cN8EIizUSHxT3dB
++NeRQaTS0I06b5mLCkZb7iYk1mP915CL6/SjUzBRMB0GA1UdDgQWBBTWuLpeys20
+Bva5Bp9Zj+M5wRJbsTAfBgNVHSMEGDAWgBTWuLpeys20Bva5Bp9Zj+M5wRJbsTAP
+BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIFuf7EXugfyfBfupt0su
+5QJQtLolXT5qPUMOnbXQQyxtAiEAkxbWPo7bvSL0sRJdTtaccVIXzMN2gnvdcrA9
+S0vw9eo=
+-----END CERTIFICATE-----
+";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgJAAT7cXezgnz34lx
+KglqpgO9/Lrs/bg0pbbsP5HijPehRANCAAQXdq0JDlcniVt8RaPlduSda+YqcFtB
+vLd2FvnDfBCIs1Eh8U93QfjXkUGk0tCNOm+ZiwpGW+4mJNZj/deQi+v0
+-----END PRIVATE KEY-----
+";
+
+    #[tokio::test]
+    async fn https_probes_take_any_certificate() {
+        use rustls::pki_types::pem::PemObject;
+        let certs =
+            vec![rustls::pki_types::CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap()];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let srv = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let mut s = acceptor.accept(s).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            s.shutdown().await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let get = HttpGet {
+            scheme: Scheme::Https,
+            ..get(port, "/secure")
+        };
+        assert_eq!(
+            probe("127.0.0.1", &get, Duration::from_secs(3)).await,
+            Outcome::Success
+        );
+        assert!(srv.await.unwrap().starts_with("GET /secure HTTP/1.1\r\n"));
+    }
 }
