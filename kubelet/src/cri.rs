@@ -1,6 +1,8 @@
 //! The CRI client: RuntimeService and ImageService over a unix socket.
-//! The only module that knows tonic; it hands out the CRI's prost types,
-//! and every error names the call and the object it was about.
+//! The only module that knows the CRI's tonic clients (the other tonic user
+//! is `prober/grpc.rs`, which asks pods' gRPC health services); it hands
+//! out the CRI's prost types, and every error names the call and the
+//! object it was about.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -261,6 +263,30 @@ impl Cri {
             .await
             .map_err(failed("RemoveContainer", format!("container {id}")))?;
         Ok(())
+    }
+
+    /// Run `cmd` in container `id` and wait for it, at most `timeout`
+    /// (the runtime enforces it; the call's own deadline adds the usual
+    /// request timeout on top).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<cri::ExecSyncResponse> {
+        let mut r = tonic::Request::new(cri::ExecSyncRequest {
+            container_id: id.to_owned(),
+            cmd,
+            timeout: timeout.as_secs().max(1) as i64,
+        });
+        r.set_timeout(self.timeout + timeout);
+        Ok(self
+            .runtime
+            .clone()
+            .exec_sync(r)
+            .await
+            .map_err(failed("ExecSync", format!("container {id}")))?
+            .into_inner())
     }
 
     pub async fn list_containers(

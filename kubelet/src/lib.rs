@@ -18,6 +18,8 @@ pub mod plan;
 pub mod pleg;
 pub mod pod;
 pub mod pod_worker;
+pub mod probe;
+pub mod prober;
 pub mod pull_secrets;
 pub mod quantity;
 pub mod runtime_pod;

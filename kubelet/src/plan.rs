@@ -121,8 +121,16 @@ pub fn phase(pod: &Pod, rt: &RuntimePod) -> Phase {
     }
     let (mut running, mut never, mut ok, mut failed) = (0, 0, 0, 0);
     for c in &pod.containers {
-        match rt.latest(&c.name).map(|x| &x.state) {
+        let latest = rt.latest(&c.name);
+        let probe_killed = latest.is_some_and(|x| rt.probe_killed.contains(&x.id));
+        match latest.map(|x| &x.state) {
             Some(ContainerState::Running { .. }) => running += 1,
+            // Killed for a failed probe: OnFailure restarts it.
+            Some(ContainerState::Exited { exit_code: 0, .. })
+                if probe_killed && pod.restart_policy == RestartPolicy::OnFailure =>
+            {
+                failed += 1
+            }
             Some(ContainerState::Exited { exit_code: 0, .. }) => ok += 1,
             Some(ContainerState::Exited { .. }) | Some(ContainerState::Unknown) => failed += 1,
             None | Some(ContainerState::Created) => never += 1,
@@ -248,7 +256,9 @@ pub fn plan(pod: &Pod, rt: &RuntimePod, backoff: &BackOff, now_ns: i64) -> Plan 
             } => {
                 let restart = match pod.restart_policy {
                     RestartPolicy::Always => true,
-                    RestartPolicy::OnFailure => *exit_code != 0,
+                    RestartPolicy::OnFailure => {
+                        *exit_code != 0 || rt.probe_killed.contains(&inst.id)
+                    }
                     RestartPolicy::Never => false,
                 };
                 if !restart {
@@ -526,6 +536,30 @@ pub(crate) mod tests {
             vec![ctr(&p, "i", "sb", 0, 2 * S, exited(1, 2 * S, 3 * S))],
         );
         assert_eq!(phase(&p, &rt), Phase::Failed);
+    }
+
+    #[test]
+    fn a_container_killed_for_a_failed_probe_counts_as_failed() {
+        let sb = vec![sandbox("sb", 0, true, S)];
+        let b = BackOff::default();
+        for (policy, restarts, ph) in [
+            ("OnFailure", true, Phase::Running),
+            ("Never", false, Phase::Succeeded),
+            ("Always", true, Phase::Running),
+        ] {
+            let p = pod(&format!("restartPolicy: {policy},"), "{name: a, image: b}");
+            let mut rt = RuntimePod::new(
+                sb.clone(),
+                vec![ctr(&p, "a", "sb", 0, 2 * S, exited(0, 2 * S, 3 * S))],
+            );
+            rt.probe_killed.insert("a-0".into());
+            assert_eq!(
+                !plan(&p, &rt, &b, 4 * S).start.is_empty(),
+                restarts,
+                "{policy}"
+            );
+            assert_eq!(phase(&p, &rt), ph, "{policy}");
+        }
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub struct Container {
     pub env_from: Vec<EnvFrom>,
     /// Volume mounts (checked against the pod's volumes).
     pub mounts: Vec<crate::volume::Mount>,
+    pub probes: crate::probe::Probes,
     /// Hash of the container's spec: a running container whose hash differs
     /// from its spec's was made from an older spec and is restarted.
     pub hash: String,
@@ -322,6 +323,16 @@ impl Pod {
                 "spec.initContainers[{i}].restartPolicy: restartable init containers (sidecars) are not supported by berth-kubelet yet"
             )));
         }
+        if let Some((i, (kind, _))) = init_containers
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| c.probes.iter().next().map(|p| (i, p)))
+        {
+            return Err(err(format!(
+                "spec.initContainers[{i}].{}: may not be set for init containers",
+                kind.field()
+            )));
+        }
         let containers = convert(&spec.containers, "spec.containers", &mut warn)?;
         let qos = qos_class(
             init_containers
@@ -475,10 +486,8 @@ fn convert_container(
         });
     }
     let resources = resources(c.resources.as_ref(), at)?;
+    let probes = crate::probe::Probes::from_api(c, at)?;
     for (field, set) in [
-        ("livenessProbe", c.liveness_probe.is_some()),
-        ("readinessProbe", c.readiness_probe.is_some()),
-        ("startupProbe", c.startup_probe.is_some()),
         ("lifecycle", c.lifecycle.is_some()),
         ("securityContext", c.security_context.is_some()),
         ("tty", c.tty == Some(true)),
@@ -506,6 +515,7 @@ fn convert_container(
             .unwrap_or_else(|| "/dev/termination-log".into()),
         mounts: Vec::new(),
         env_from,
+        probes,
         hash,
     })
 }
@@ -775,15 +785,23 @@ mod tests {
             e("metadata: {name: Bad_Name, uid: u}\nspec: {containers: [{name: a, image: b}]}\n")
                 .contains("metadata.name")
         );
+        assert_eq!(
+            e(
+                "metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, ports: [{name: http, containerPort: 80}], livenessProbe: {httpGet: {port: web}}}]}\n"
+            ),
+            "pod default/p: spec.containers[0].livenessProbe.httpGet.port: named port \"web\" is not a port of the container"
+        );
+        assert!(e("metadata: {name: p, uid: u}\nspec: {initContainers: [{name: i, image: b, readinessProbe: {tcpSocket: {port: 80}}}], containers: [{name: a, image: b}]}\n")
+            .contains("spec.initContainers[0].readinessProbe: may not be set for init containers"));
     }
 
     #[test]
     fn warns_about_unimplemented_fields() {
-        let (_, w) = pod("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, livenessProbe: {tcpSocket: {port: 80}}}]}\n").unwrap();
+        let (_, w) = pod("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, livenessProbe: {tcpSocket: {port: 80}}, lifecycle: {preStop: {exec: {command: [x]}}}}]}\n").unwrap();
         assert_eq!(
             w,
             [
-                "pod default/p: spec.containers[0].livenessProbe is not implemented by berth-kubelet yet, ignored"
+                "pod default/p: spec.containers[0].lifecycle is not implemented by berth-kubelet yet, ignored"
             ]
         );
     }

@@ -21,6 +21,7 @@ use crate::dns::{ResolvConf, pod_dns};
 use crate::error::{Error, Result};
 use crate::plan::{self, BackOffUpdate, Phase, Waiting, backoff_key};
 use crate::pod::{Container, Pod, PullPolicy};
+use crate::prober::Prober;
 use crate::runtime_pod::{ContainerState, RuntimePod};
 use crate::status::{StatusInput, pod_status};
 use crate::volume_manager::VolumeManager;
@@ -84,6 +85,7 @@ pub fn spawn(
         shared.api_client.clone(),
         shared.memory_capacity,
     );
+    let prober = Prober::new(shared.cri.clone(), wake.clone(), shared.host_ip.clone());
     let w = Worker {
         volumes,
         volume_paths: HashMap::new(),
@@ -95,6 +97,7 @@ pub fn spawn(
         problems: BTreeMap::new(),
         last_status: None,
         last_phase: None,
+        prober,
     };
     let task = tokio::spawn(w.run(rx, wake.clone(), done));
     WorkerHandle {
@@ -117,6 +120,8 @@ struct Worker {
     problems: BTreeMap<String, Waiting>,
     last_status: Option<api::PodStatus>,
     last_phase: Option<Phase>,
+    /// The pod's probes; stopped with the worker.
+    prober: Prober,
 }
 
 impl Worker {
@@ -205,7 +210,11 @@ impl Worker {
     /// One sync: returns when to sync again at the latest.
     async fn sync(&mut self, pod: &Pod) -> Result<Option<Duration>> {
         let cri = self.shared.cri.clone();
-        let rt = RuntimePod::fetch(&cri, &pod.uid).await?;
+        let mut rt = RuntimePod::fetch(&cri, &pod.uid).await?;
+        if self.prober.kill_unhealthy(pod, &rt).await? {
+            rt = RuntimePod::fetch(&cri, &pod.uid).await?;
+        }
+        rt.probe_killed = self.prober.killed().clone();
         let now = now_ns();
         let plan = plan::plan(pod, &rt, &self.backoff, now);
         let mut wake_in = plan.wake_in;
@@ -351,11 +360,13 @@ impl Worker {
                 }
             }
         }
-        let rt = if acted {
+        let mut rt = if acted {
             RuntimePod::fetch(&cri, &pod.uid).await?
         } else {
             rt
         };
+        rt.probe_killed = self.prober.killed().clone();
+        self.prober.sync(pod, &rt);
         self.collect_garbage(&rt).await;
         self.report(pod, &rt, &plan.waiting);
         Ok(wake_in)
@@ -555,7 +566,9 @@ impl Worker {
         for (k, v) in &self.problems {
             all.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        let probes = self.prober.results();
         let input = StatusInput {
+            probes: &probes,
             waiting: &all,
             runtime_name: &self.shared.runtime_name,
             host_ip: self.shared.host_ip.as_deref(),
@@ -611,6 +624,7 @@ impl Worker {
     /// Stop the pod's containers (all at once, each within `grace`), then
     /// stop and remove its sandboxes, its status and its logs.
     async fn terminate(&mut self, grace: Duration) -> Result<()> {
+        self.prober.stop();
         let cri = self.shared.cri.clone();
         let rt = RuntimePod::fetch(&cri, &self.uid).await?;
         let mut stops = tokio::task::JoinSet::new();

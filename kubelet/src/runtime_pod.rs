@@ -67,6 +67,10 @@ impl RuntimeContainer {
 pub struct RuntimePod {
     pub sandboxes: Vec<RuntimeSandbox>,
     pub containers: Vec<RuntimeContainer>,
+    /// IDs of containers the kubelet killed for failing a liveness or
+    /// startup probe (its memory, not the runtime's): they count as failed
+    /// whatever their exit code, so OnFailure restarts them as upstream does.
+    pub probe_killed: std::collections::BTreeSet<String>,
 }
 
 impl RuntimePod {
@@ -76,6 +80,7 @@ impl RuntimePod {
         RuntimePod {
             sandboxes,
             containers,
+            probe_killed: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::plan::{Phase, Waiting, phase};
 use crate::pod::{Container, Pod};
+use crate::prober::Results;
 use crate::runtime_pod::{ContainerState, RuntimeContainer, RuntimePod};
 
 /// What the status needs besides spec and runtime.
@@ -21,6 +22,8 @@ pub struct StatusInput<'a> {
     pub host_ip: Option<&'a str>,
     pub now_ns: i64,
     pub previous: Option<&'a api::PodStatus>,
+    /// The probes' verdicts: `started` and `ready` follow them.
+    pub probes: &'a Results,
 }
 
 pub fn time(ns: i64) -> Option<Time> {
@@ -94,15 +97,22 @@ fn container_status(
             (state, previous_exit)
         }
     };
-    let running = state.running.is_some();
+    // Started: running and past its startup probe; ready: started and
+    // past its readiness probe (a container without probes is both while
+    // it runs).
+    let running_id = latest
+        .filter(|_| state.running.is_some())
+        .map(|l| l.id.as_str());
+    let started = running_id.is_some_and(|id| input.probes.started(spec, id));
+    let ready = running_id.is_some_and(|id| input.probes.ready(spec, id));
     api::ContainerStatus {
         name: spec.name.clone(),
         image: spec.image.clone(),
         image_id: latest.map(|l| l.image_ref.clone()).unwrap_or_default(),
         container_id: latest.map(|l| format!("{}://{}", input.runtime_name, l.id)),
         restart_count: latest.map(|l| l.restart_count as i32).unwrap_or(0),
-        ready: running,
-        started: Some(running),
+        ready,
+        started: Some(started),
         state: Some(state),
         last_state: Some(
             last_state
@@ -227,8 +237,11 @@ mod tests {
             host_ip: Some("192.0.2.1"),
             now_ns: 100 * S,
             previous: prev,
+            probes: &NO_PROBES,
         }
     }
+
+    static NO_PROBES: Results = Results::new();
 
     #[test]
     fn running_pod() {
@@ -280,6 +293,77 @@ mod tests {
             .find(|c| c.type_ == "Ready")
             .unwrap();
         assert_eq!(ready.status, "True");
+    }
+
+    #[test]
+    fn probes_decide_started_and_ready() {
+        use crate::probe::ProbeKind;
+        use crate::prober::Verdict;
+        let p = pod(
+            "",
+            "{name: a, image: b, startupProbe: {exec: {command: [x]}}, readinessProbe: {exec: {command: [x]}}}, {name: c, image: b}",
+        );
+        let rt = RuntimePod::new(
+            vec![sandbox("sb", 0, true, 5 * S)],
+            vec![
+                ctr(
+                    &p,
+                    "a",
+                    "sb",
+                    0,
+                    20 * S,
+                    ContainerState::Running { started_at: 21 * S },
+                ),
+                ctr(
+                    &p,
+                    "c",
+                    "sb",
+                    0,
+                    20 * S,
+                    ContainerState::Running { started_at: 21 * S },
+                ),
+            ],
+        );
+        let w = BTreeMap::new();
+        let mut probes = Results::new();
+        let check = |probes: &Results, want: [(bool, bool); 2], pod_ready: &str| {
+            let s = pod_status(
+                &p,
+                &rt,
+                &StatusInput {
+                    probes,
+                    ..input(&w, None)
+                },
+            );
+            let got: Vec<_> = s
+                .container_statuses
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|c| (c.started.unwrap(), c.ready))
+                .collect();
+            assert_eq!(got, want);
+            let cond = |t: &str| {
+                s.conditions
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c.type_ == t)
+                    .unwrap()
+                    .status
+                    .clone()
+            };
+            assert_eq!(cond("Ready"), pod_ready);
+            assert_eq!(cond("ContainersReady"), pod_ready);
+        };
+        check(&probes, [(false, false), (true, true)], "False");
+        // Readiness alone does not make a container that has not started ready.
+        probes.set("a-0", ProbeKind::Readiness, Verdict::Success);
+        check(&probes, [(false, false), (true, true)], "False");
+        probes.set("a-0", ProbeKind::Startup, Verdict::Success);
+        check(&probes, [(true, true), (true, true)], "True");
+        probes.set("a-0", ProbeKind::Readiness, Verdict::Failure);
+        check(&probes, [(true, false), (true, true)], "False");
     }
 
     #[test]
