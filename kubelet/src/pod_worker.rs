@@ -85,7 +85,12 @@ pub fn spawn(
         shared.api_client.clone(),
         shared.memory_capacity,
     );
-    let prober = Prober::new(shared.cri.clone(), wake.clone(), shared.host_ip.clone());
+    let prober = Prober::new(
+        shared.cri.clone(),
+        wake.clone(),
+        shared.host_ip.clone(),
+        shared.events.clone(),
+    );
     let w = Worker {
         volumes,
         volume_paths: HashMap::new(),

@@ -18,9 +18,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::api::events::EventOp;
 use crate::cri::Cri;
 use crate::error::Result;
 use crate::pod::{Container, EnvValue, Pod, RestartPolicy};
@@ -211,6 +212,8 @@ struct Shared {
     results: Mutex<Results>,
     /// The pod worker's: a changed verdict makes it sync.
     wake: Arc<Notify>,
+    /// API server mode: `Unhealthy` and `Killing` events go here.
+    events: Option<mpsc::UnboundedSender<EventOp>>,
 }
 
 impl Shared {
@@ -244,12 +247,18 @@ impl Drop for Prober {
 impl Prober {
     /// `wake` is notified when a verdict changes; `host_ip` is the pod IP
     /// of host-network pods.
-    pub fn new(cri: Cri, wake: Arc<Notify>, host_ip: Option<String>) -> Self {
+    pub fn new(
+        cri: Cri,
+        wake: Arc<Notify>,
+        host_ip: Option<String>,
+        events: Option<mpsc::UnboundedSender<EventOp>>,
+    ) -> Self {
         Prober {
             shared: Arc::new(Shared {
                 cri,
                 results: Mutex::new(Results::new()),
                 wake,
+                events,
             }),
             host_ip,
             tasks: HashMap::new(),
@@ -317,6 +326,15 @@ impl Prober {
                 continue;
             };
             let job = Job {
+                event: EventOp {
+                    namespace: pod.namespace.clone(),
+                    pod_name: pod.name.clone(),
+                    pod_uid: pod.uid.clone(),
+                    field_path: Some(format!("spec.containers{{{}}}", c.name)),
+                    warning: true,
+                    reason: "Unhealthy".into(),
+                    message: String::new(),
+                },
                 pod: pod.full_name(),
                 container: c.name.clone(),
                 id: inst.id.clone(),
@@ -345,6 +363,17 @@ impl Prober {
             };
             tracing::info!(pod = %pod.full_name(), container = %u.name, id = %short(&u.id), grace = ?u.grace,
                 "Killing: Container {} failed {} probe{will}", u.name, u.kind.lower());
+            if let Some(tx) = &self.shared.events {
+                let _ = tx.send(EventOp {
+                    namespace: pod.namespace.clone(),
+                    pod_name: pod.name.clone(),
+                    pod_uid: pod.uid.clone(),
+                    field_path: Some(format!("spec.containers{{{}}}", u.name)),
+                    warning: false,
+                    reason: "Killing".into(),
+                    message: format!("Container {} failed {} probe{will}", u.name, u.kind.lower()),
+                });
+            }
             for kind in ProbeKind::ALL {
                 if let Some(h) = self.tasks.remove(&(u.id.clone(), kind)) {
                     h.abort();
@@ -384,6 +413,8 @@ fn exec_command(c: &Container, probe: &Probe) -> Vec<String> {
 
 /// One probe of one container instance.
 struct Job {
+    /// The `Unhealthy` event of this probe (message filled per failure).
+    event: EventOp,
     pod: String,
     container: String,
     id: String,
@@ -415,6 +446,11 @@ impl Job {
                 Outcome::Failure(msg) => {
                     tracing::warn!(pod = %self.pod, container = %self.container, id = %short(&self.id),
                         "Unhealthy: {} probe failed: {msg}", self.kind.title());
+                    if let Some(tx) = &shared.events {
+                        let mut ev = self.event.clone();
+                        ev.message = format!("{} probe failed: {msg}", self.kind.title());
+                        let _ = tx.send(ev);
+                    }
                     false
                 }
                 Outcome::Error(msg) => {

@@ -643,7 +643,7 @@ async fn workload_scenario_deployment_and_job() {
     );
     let deploy = |image: &str, replicas: u32| {
         format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      nodeSelector: {{kubernetes.io/hostname: {node}}}\n      terminationGracePeriodSeconds: 2\n      containers:\n      - {{name: web, image: '{image}', imagePullPolicy: IfNotPresent}}\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      nodeSelector: {{kubernetes.io/hostname: {node}}}\n      terminationGracePeriodSeconds: 2\n      containers:\n      - {{name: web, image: '{image}', imagePullPolicy: IfNotPresent, readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 2}}}}\n",
             ns = ns.0,
             node = node.node
         )
@@ -902,5 +902,68 @@ async fn image_pull_secrets_authenticate_the_pull() {
             .iter()
             .any(|e| e["type"] == "Warning" && e["reason"] == "Failed"),
         "a Failed pull event: {evs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn failing_liveness_probe_restarts_with_back_off_and_events() {
+    let node = Node::start_joined(10, &[]);
+    let ns = Namespace::new(10);
+    wait_api(
+        60,
+        "the Node",
+        || api_get(&["node", &node.node]),
+        |n| n.is_some(),
+    );
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: sick, namespace: {}}}\nspec:\n  nodeName: {}\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: '{}'\n    command: [sh, -c, 'touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 3600']\n    livenessProbe: {{exec: {{command: [cat, /tmp/healthy]}}, periodSeconds: 1, failureThreshold: 1}}\n",
+        ns.0,
+        node.node,
+        busybox()
+    );
+    kubectl_in(&["apply", "-f", "-"], Some(&pod)).unwrap();
+    let saw_back_off = std::cell::Cell::new(false);
+    let p = wait_api(
+        150,
+        "two restarts",
+        || pod_get(&ns.0, "sick"),
+        |p| {
+            let Some(p) = p else { return false };
+            let cs = &p["status"]["containerStatuses"][0];
+            if cs["state"]["waiting"]["reason"] == "CrashLoopBackOff" {
+                saw_back_off.set(true);
+            }
+            cs["restartCount"].as_i64().unwrap_or(0) >= 2
+        },
+    )
+    .unwrap();
+    assert!(
+        saw_back_off.get(),
+        "no CrashLoopBackOff between the restarts"
+    );
+    let last = &p["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+    let evs = api_get(&[
+        "-n",
+        &ns.0,
+        "events",
+        "--field-selector",
+        "involvedObject.name=sick",
+    ])
+    .unwrap();
+    let has = |reason: &str, text: &str| {
+        evs["items"].as_array().unwrap().iter().any(|e| {
+            e["reason"] == reason && e["message"].as_str().is_some_and(|m| m.contains(text))
+        })
+    };
+    assert!(has("Unhealthy", "Liveness probe failed"), "{evs}");
+    assert!(
+        has("Killing", "failed liveness probe, will be restarted"),
+        "{evs}"
+    );
+    assert!(
+        has("BackOff", "Back-off restarting failed container main"),
+        "{evs}"
     );
 }
