@@ -1,6 +1,7 @@
-//! Static pod manifests, resolv.conf files and resource quantities: any
-//! text gives a pod (or DNS settings, or a quantity) or an error naming the
-//! file and field, never a panic.
+//! Static pod manifests (with their volumes, probes and env sources),
+//! resolv.conf files and resource quantities: any text gives a pod (or DNS
+//! settings, or a quantity) or an error naming the file and field, never a
+//! panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,10 +16,11 @@ fuzz_target!(|data: &[u8]| {
                 pod_ip: None,
                 host_ip: None,
                 memory_capacity: 1 << 30,
+                objects: Default::default(),
             };
             let _ = berth_kubelet::cri_config::sandbox_config(&pod, 0, &ctx);
             for c in pod.all_containers() {
-                let _ = berth_kubelet::cri_config::container_config(&pod, c, 0, &ctx);
+                let _ = berth_kubelet::cri_config::container_config(&pod, c, 0, &ctx, Vec::new());
             }
         }
         let _ = berth_kubelet::dns::parse_resolv_conf(text);

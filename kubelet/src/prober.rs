@@ -12,7 +12,7 @@
 //! touches a container but to kill it for a failed probe.
 
 mod grpc;
-mod http;
+pub mod http;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
