@@ -146,8 +146,10 @@ if [ $QUICK = 0 ]; then
     # kube-apiserver, kube-controller-manager, kube-scheduler on loopback,
     # started and stopped by this tier): Node, Lease, pods bound to the
     # node, deletions, mirror pods, volumes from the API, events, and the
-    # workload scenario (Deployment, scaling, rollout, Job).
+    # workload scenario (Deployment, scaling, rollout, Job) on berthd and on
+    # Debian's containerd.
     tier kubelet-apiserver "berth-kubelet joined to a real kube-apiserver" bash -c '
+        bash hack/testbed/containerd.sh up >/dev/null || exit 1
         bash hack/testbed/controlplane.sh up --full >/dev/null || exit 1
         eval "$(bash hack/testbed/controlplane.sh env)"
         cargo test --release -p berth-kubelet --test apiserver -- --ignored --test-threads=2

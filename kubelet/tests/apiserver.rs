@@ -633,8 +633,18 @@ fn web_image_by_digest() -> String {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
 async fn workload_scenario_deployment_and_job() {
-    let node = Node::start_joined(7, &[]);
-    let ns = Namespace::new(7);
+    workload(&Node::start_joined(7, &[]), 7, "berth://");
+}
+
+/// The same scenario with Debian's containerd as the node's runtime.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane and containerd: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn workload_scenario_on_containerd() {
+    workload(&Node::on_containerd_joined(11), 11, "containerd://");
+}
+
+fn workload(node: &Node, salt: u32, runtime: &str) {
+    let ns = Namespace::new(salt);
     wait_api(
         60,
         "the Node Ready",
@@ -670,6 +680,13 @@ async fn workload_scenario_deployment_and_job() {
     assert!(
         pods.iter()
             .all(|p| p["spec"]["nodeName"] == node.node.as_str())
+    );
+    assert!(
+        pods.iter()
+            .all(|p| p["status"]["containerStatuses"][0]["containerID"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(runtime))),
+        "containers of {runtime}"
     );
     // The service account token volume the API server adds works.
     assert!(

@@ -70,20 +70,7 @@ impl Node {
     /// the admin's) as `api-<pid>-<slot>`, with its own node credentials.
     pub fn start_joined(salt: u32, extra_args: &[&str]) -> Node {
         let name = format!("api-{}-{}", std::process::id(), slot(salt));
-        let out = Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../hack/testbed/controlplane.sh"
-            ))
-            .args(["kubeconfig-node", &name])
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "controlplane.sh kubeconfig-node {name} failed"
-        );
-        let kc = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let kc = node_kubeconfig(&name);
         Self::start_with(
             salt,
             name,
@@ -197,6 +184,19 @@ impl Node {
     /// A kubelet on the test bed's containerd (`BERTH_CONTAINERD_ENDPOINT`),
     /// or None when it does not run. The node name is unique to this test.
     pub fn on_containerd(salt: u32) -> Option<Node> {
+        Self::on_containerd_with(salt, None)
+    }
+
+    /// A kubelet on the test bed's containerd that joins the test bed's API
+    /// server (the tier brings containerd up: its absence fails the test).
+    pub fn on_containerd_joined(salt: u32) -> Node {
+        let name = format!("ctrd-{}-{}", std::process::id(), slot(salt));
+        let kc = node_kubeconfig(&name);
+        Self::on_containerd_with(salt, Some(kc))
+            .expect("the test bed's containerd runs (hack/testbed.sh containerd up)")
+    }
+
+    fn on_containerd_with(salt: u32, kubeconfig: Option<PathBuf>) -> Option<Node> {
         let endpoint = std::env::var("BERTH_CONTAINERD_ENDPOINT").ok()?;
         let socket = PathBuf::from(endpoint.strip_prefix("unix://")?);
         std::os::unix::net::UnixStream::connect(&socket).ok()?;
@@ -222,7 +222,7 @@ impl Node {
             node: format!("ctrd-{}-{}", std::process::id(), slot(salt)),
             shared_runtime: true,
             kubelet_runs: 0,
-            kubeconfig: None,
+            kubeconfig,
             extra_args: Vec::new(),
         };
         node.start_kubelet();
@@ -526,6 +526,24 @@ fn shims_under(dir: &Path) -> Vec<i32> {
         }
     }
     out
+}
+
+/// A kubeconfig for node `name` (the test bed's node credentials).
+pub fn node_kubeconfig(name: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../hack/testbed/controlplane.sh"
+        ))
+        .args(["kubeconfig-node", name])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "controlplane.sh kubeconfig-node {name} failed"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// kubectl as the test bed's admin; returns stdout, or stderr as the error.
