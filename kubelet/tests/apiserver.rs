@@ -181,6 +181,20 @@ async fn node_registers_follows_runtime_readiness_and_renews_its_lease() {
     );
 }
 
+/// A node joined to the API server and a namespace of its own, once the
+/// Node exists.
+fn joined(salt: u32) -> (Node, Namespace) {
+    let node = Node::start_joined(salt, &[]);
+    let ns = Namespace::new(salt);
+    wait_api(
+        60,
+        "the Node",
+        || api_get(&["node", &node.node]),
+        |n| n.is_some(),
+    );
+    (node, ns)
+}
+
 fn pod_get(ns: &str, name: &str) -> Option<Value> {
     api_get(&["-n", ns, "pod", name])
 }
@@ -397,14 +411,7 @@ async fn pod_force_deleted_while_the_kubelet_is_down_is_cleaned_at_start() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
 async fn config_maps_secrets_tokens_env_and_events() {
-    let node = Node::start_joined(5, &[]);
-    let ns = Namespace::new(5);
-    wait_api(
-        60,
-        "the Node",
-        || api_get(&["node", &node.node]),
-        |n| n.is_some(),
-    );
+    let (node, ns) = joined(5);
     // What kube-controller-manager's root CA publisher would have made.
     let ca = std::env::var("BERTH_CLUSTER_CA").expect("BERTH_CLUSTER_CA");
     if let Err(e) = kubectl(&[
@@ -540,14 +547,7 @@ spec:
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
 async fn missing_config_map_waits_with_the_reason_then_runs() {
-    let node = Node::start_joined(6, &[]);
-    let ns = Namespace::new(6);
-    wait_api(
-        60,
-        "the Node",
-        || api_get(&["node", &node.node]),
-        |n| n.is_some(),
-    );
+    let (node, ns) = joined(6);
     let pod = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: waits, namespace: {}}}\nspec:\n  nodeName: {}\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {}\n    command: [sh, -c, 'echo V=$V; sleep 3600']\n    env: [{{name: V, valueFrom: {{configMapKeyRef: {{name: late, key: v}}}}}}]\n",
         ns.0,
@@ -785,14 +785,7 @@ fn workload(node: &Node, salt: u32, runtime: &str) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
 async fn kubelet_restart_with_20_pods_restarts_nothing_and_changes_no_status() {
-    let mut node = Node::start_joined(8, &[]);
-    let ns = Namespace::new(8);
-    wait_api(
-        60,
-        "the Node",
-        || api_get(&["node", &node.node]),
-        |n| n.is_some(),
-    );
+    let (mut node, ns) = joined(8);
     let pods: String = (0..20)
         .map(|i| {
             format!(
@@ -844,14 +837,7 @@ async fn kubelet_restart_with_20_pods_restarts_nothing_and_changes_no_status() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
 async fn image_pull_secrets_authenticate_the_pull() {
-    let node = Node::start_joined(9, &[]);
-    let ns = Namespace::new(9);
-    wait_api(
-        60,
-        "the Node",
-        || api_get(&["node", &node.node]),
-        |n| n.is_some(),
-    );
+    let (node, ns) = joined(9);
     let registry = std::env::var("BERTH_REGISTRY_TLS").expect("BERTH_REGISTRY_TLS");
     let user = std::env::var("BERTH_REGISTRY_USER").unwrap();
     let pass = std::env::var("BERTH_REGISTRY_PASS").unwrap();
@@ -925,14 +911,7 @@ async fn image_pull_secrets_authenticate_the_pull() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
 async fn failing_liveness_probe_restarts_with_back_off_and_events() {
-    let node = Node::start_joined(10, &[]);
-    let ns = Namespace::new(10);
-    wait_api(
-        60,
-        "the Node",
-        || api_get(&["node", &node.node]),
-        |n| n.is_some(),
-    );
+    let (node, ns) = joined(10);
     let pod = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: sick, namespace: {}}}\nspec:\n  nodeName: {}\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: '{}'\n    command: [sh, -c, 'touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 3600']\n    livenessProbe: {{exec: {{command: [cat, /tmp/healthy]}}, periodSeconds: 1, failureThreshold: 1}}\n",
         ns.0,
