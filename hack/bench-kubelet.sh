@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# kubelet benchmark: berth-kubelet vs upstream's kubelet (the test bed's,
+# built from the pinned k8s.io/kubernetes), in the same run, each joined to
+# the test bed's control plane and each on its own isolated berthd (same
+# binaries, same image present), driven through the API with kubectl.
+# Measures, per kubelet:
+#
+#   1. pod creation (kubectl apply) to phase Running in the API, one pod
+#      after another (the earlier ones keep running), median and p99 over N;
+#   2. the wall time until a batch of B pods created at once are all Running;
+#   3. the kubelet's RSS with no pod and with the batch running, and its CPU
+#      (user + system, % of one core) over 20 s with the batch running;
+#
+# and prints a table with the ratios berth/upstream and a verdict against
+# issue 7's targets (p50 <= 1/2, batch faster, RSS at B pods <= 1/3).
+#
+#   sudo hack/bench-kubelet.sh [--pods N] [--batch B]   (defaults 30, 100)
+#
+# The control plane is the test bed's (hack/testbed/controlplane.sh): started
+# here when it does not run, and stopped at exit only then. Pods run busybox
+# `sleep`; everything this script makes (namespaces, nodes, berthd folders,
+# bridges) is removed at exit.
+LOG_TAG=bench-kubelet
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/testbed/mirrors.sh"
+. "$(dirname "$0")/testbed/berthd-config.sh"
+cd "$BERTH_ROOT"
+
+N=30 B=100
+while [ $# -gt 0 ]; do
+    case $1 in
+        --pods) N=$2; shift 2 ;;
+        --batch) B=$2; shift 2 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument $1 (usage: $0 [--pods N] [--batch B])" ;;
+    esac
+done
+for v in N B; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"; done
+[ "$B" -le 105 ] || die "--batch $B: at most 105 (maxPods is 110 per node)"
+need_root
+REG=127.0.0.1:5000
+IMAGE=$REG/library/busybox:latest
+curl -fsS -o /dev/null "http://$REG/v2/" || die "the test bed's registry ($REG) is not up: run hack/testbed.sh up"
+for b in berth-kubelet berthd berth-shim berth-runc kubelet kubectl crictl; do
+    [ -x "$BIN/$b" ] || die "no $BIN/$b: run hack/build.sh and hack/testbed.sh tools up"
+done
+
+CP=hack/testbed/controlplane.sh
+STARTED_CP=0
+if ! bash $CP status >/dev/null 2>&1; then
+    log "starting the test bed's control plane"
+    bash $CP up >/dev/null
+    STARTED_CP=1
+fi
+eval "$(bash $CP env)"
+K=("$BIN/kubectl" --kubeconfig "$BERTH_KUBECONFIG")
+RUNID=$$
+RES=$(mktemp -d /tmp/bkl-res.XXXXXX)
+WORKS=()
+NODES=()
+PIDS=()
+
+cleanup() {
+    set +e
+    for n in "${NODES[@]}"; do
+        "${K[@]}" delete ns "bench-$n" --wait=false >/dev/null 2>&1
+    done
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    sleep 1
+    for w in "${WORKS[@]}"; do
+        [ -S "$w/berthd.sock" ] && "$BIN/crictl" --runtime-endpoint "unix://$w/berthd.sock" rmp -fa >/dev/null 2>&1
+    done
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for n in "${NODES[@]}"; do
+        "${K[@]}" delete node "$n" --ignore-not-found >/dev/null 2>&1
+        "${K[@]}" -n kube-node-lease delete lease "$n" --ignore-not-found >/dev/null 2>&1
+    done
+    for w in "${WORKS[@]}"; do
+        ip link del "$(cat "$w/bridge")" 2>/dev/null
+        grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+        rm -rf "$w"
+    done
+    rm -rf "$RES"
+    [ $STARTED_CP = 1 ] && bash $CP down >/dev/null
+}
+trap cleanup EXIT
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+pod_yaml() { # NAME NODE LABEL
+    cat <<YAML
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: $1, namespace: bench-$2, labels: {set: $3}}
+spec:
+  nodeName: $2
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: '$IMAGE', imagePullPolicy: IfNotPresent, command: [sleep, '36000']}
+YAML
+}
+
+# bench KIND INDEX: one kubelet's run; results in $RES/KIND.*
+bench() {
+    local kind=$1 idx=$2 node w kc pid kpid t0 t1 i
+    node="bench-$kind-$RUNID"
+    w=$(mktemp -d /tmp/bkl.XXXXXX)
+    WORKS+=("$w")
+    NODES+=("$node")
+    echo "bkl$((RUNID % 1000))$idx" >"$w/bridge"
+    write_berthd_config "$w" "bkl-$kind-$RUNID" "$(cat "$w/bridge")" "10.233.$((RUNID % 200 + idx))" false
+    "$BIN/berthd" --config "$w/berthd.toml" >"$w/berthd.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for 30 "berthd socket" test -S "$w/berthd.sock"
+    kc=$(bash $CP kubeconfig-node "$node")
+    if [ "$kind" = berth ]; then
+        cat >"$w/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+podLogsDir: $w/logs
+YAML
+        "$BIN/berth-kubelet" --kubeconfig "$kc" --hostname-override "$node" --config "$w/kubelet.yaml" \
+            --root-dir "$w/kubelet" --container-runtime-endpoint "unix://$w/berthd.sock" >"$w/kubelet.log" 2>&1 &
+    else
+        cat >"$w/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+failSwapOn: false
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authorization: {mode: AlwaysAllow}
+port: $((11250 + idx))
+readOnlyPort: 0
+healthzPort: 0
+containerRuntimeEndpoint: unix://$w/berthd.sock
+podLogsDir: $w/logs
+serializeImagePulls: false
+localStorageCapacityIsolation: false
+YAML
+        "$BIN/kubelet" --kubeconfig "$kc" --hostname-override "$node" --config "$w/kubelet.yaml" \
+            --root-dir "$w/kubelet" --cert-dir "$w/pki" >"$w/kubelet.log" 2>&1 &
+    fi
+    kpid=$!
+    PIDS+=("$kpid")
+    wait_for 120 "node $node registered" "${K[@]}" get node "$node"
+    "${K[@]}" wait --for=condition=Ready "node/$node" --timeout=180s >/dev/null \
+        || die "$kind: node $node not Ready (log $w/kubelet.log)"
+    "${K[@]}" create ns "bench-$node" >/dev/null
+    "${K[@]}" -n "bench-$node" create serviceaccount default >/dev/null 2>&1 || true
+    sleep 10
+    rss_mb "$kpid" >"$RES/$kind.rss0"
+    # Warm up: the image into this berthd, the first sandbox.
+    pod_yaml warm "$node" warm | "${K[@]}" apply -f - >/dev/null
+    "${K[@]}" -n "bench-$node" wait --for=jsonpath='{.status.phase}'=Running pod/warm --timeout=180s >/dev/null \
+        || die "$kind: the warm-up pod did not run (log $w/kubelet.log)"
+    "${K[@]}" -n "bench-$node" delete pod warm --wait=true >/dev/null
+    log "$kind: $N pods one after another"
+    for i in $(seq "$N"); do
+        t0=$(now_ms)
+        pod_yaml "s$i" "$node" seq | "${K[@]}" apply -f - >/dev/null
+        "${K[@]}" -n "bench-$node" wait --for=jsonpath='{.status.phase}'=Running "pod/s$i" --timeout=180s >/dev/null \
+            || die "$kind: pod s$i did not run"
+        t1=$(now_ms)
+        echo $((t1 - t0)) >>"$RES/$kind.seq"
+    done
+    "${K[@]}" -n "bench-$node" delete pods -l set=seq --wait=true --timeout=300s >/dev/null
+    log "$kind: a batch of $B pods"
+    for i in $(seq "$B"); do pod_yaml "b$i" "$node" batch; done >"$w/batch.yaml"
+    t0=$(now_ms)
+    "${K[@]}" apply -f "$w/batch.yaml" >/dev/null
+    "${K[@]}" -n "bench-$node" wait --for=jsonpath='{.status.phase}'=Running pods -l set=batch --timeout=900s >/dev/null \
+        || die "$kind: the batch did not run"
+    t1=$(now_ms)
+    echo $((t1 - t0)) >"$RES/$kind.batch"
+    sleep 5
+    rss_mb "$kpid" >"$RES/$kind.rssB"
+    t0=$(cpu_ticks "$kpid")
+    sleep 20
+    t1=$(cpu_ticks "$kpid")
+    echo "$t0 $t1 $(getconf CLK_TCK)" | awk '{printf "%.1f", ($2-$1)/$3/20*100}' >"$RES/$kind.cpuB"
+    "${K[@]}" delete ns "bench-$node" --wait=true --timeout=600s >/dev/null
+}
+
+bench berth 1
+bench upstream 2
+
+python3 - "$RES" "$N" "$B" <<'PY'
+import sys, statistics
+res, n, b = sys.argv[1], sys.argv[2], sys.argv[3]
+def read(k, f):
+    return open(f"{res}/{k}.{f}").read().split()
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+rows = []
+v = {}
+for k in ("berth", "upstream"):
+    seq = [int(x) for x in read(k, "seq")]
+    v[k] = {
+        "p50": statistics.median(seq), "p99": pct(seq, 99),
+        "batch": int(read(k, "batch")[0]) / 1000,
+        "rss0": float(read(k, "rss0")[0]), "rssB": float(read(k, "rssB")[0]),
+        "cpuB": float(read(k, "cpuB")[0]),
+    }
+names = [("p50", f"create->Running p50 (ms, {n} pods)"), ("p99", "create->Running p99 (ms)"),
+         ("batch", f"{b}-pod batch -> all Running (s)"), ("rss0", "kubelet RSS, 0 pods (MB)"),
+         ("rssB", f"kubelet RSS, {b} pods (MB)"), ("cpuB", f"kubelet CPU, {b} pods (% core)")]
+print(f"{'metric':<36} {'berth-kubelet':>14} {'kubelet':>10} {'ratio':>7}")
+for key, label in names:
+    a, u = v["berth"][key], v["upstream"][key]
+    r = a / u if u else float("nan")
+    print(f"{label:<36} {a:>14.1f} {u:>10.1f} {r:>7.2f}")
+ok = lambda c: "met" if c else "NOT met"
+print(f"target p50 <= 1/2 of upstream's: {ok(v['berth']['p50'] <= v['upstream']['p50'] / 2)}")
+print(f"target batch faster than upstream's: {ok(v['berth']['batch'] < v['upstream']['batch'])}")
+print(f"target RSS at {b} pods <= 1/3 of upstream's: {ok(v['berth']['rssB'] <= v['upstream']['rssB'] / 3)}")
+PY
