@@ -484,6 +484,7 @@ impl Drop for Node {
             .join();
         }
         if self.shared_runtime {
+            unmount_under(self.dir.path());
             return;
         }
         if let Some(mut c) = self.berthd.take() {
@@ -500,13 +501,25 @@ impl Drop for Node {
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
             .status();
-        let ns = self.dir.path().join("state/ns");
-        if let Ok(rd) = std::fs::read_dir(&ns) {
-            for e in rd.flatten() {
-                let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Unmount every mount below `dir`, deepest first: network namespaces
+/// berthd pinned, and the tmpfs and subPath mounts of the volumes of a
+/// kubelet that was killed before it could tear them down.
+fn unmount_under(dir: &Path) {
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(Path::new(&p), nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
