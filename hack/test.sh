@@ -152,7 +152,7 @@ if [ $QUICK = 0 ]; then
         bash hack/testbed/containerd.sh up >/dev/null || exit 1
         bash hack/testbed/controlplane.sh up --full >/dev/null || exit 1
         eval "$(bash hack/testbed/controlplane.sh env)"
-        cargo test --release -p berth-kubelet --test apiserver -- --ignored --test-threads=2
+        cargo test --release --workspace --test apiserver -- --ignored --test-threads=2
         rc=$?
         bash hack/testbed/controlplane.sh down >/dev/null
         exit $rc'
