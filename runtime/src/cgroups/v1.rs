@@ -250,15 +250,10 @@ pub fn apply_writes(
         let (c, f, v) = &list[i];
         let d = match dir(c) {
             Some(d) => d,
-            // Optional controllers a host may leave out: their limits are
-            // skipped with a warning, as runc does (a kubelet sends hugetlb
-            // limits for every page size the node has, even at 0).
-            None if matches!(*c, "net_cls" | "net_prio" | "hugetlb" | "rdma") => {
-                crate::log::warn(&format!(
-                    "controller {c} is not mounted: {f} = {v} not applied"
-                ));
-                i += 1;
-                continue;
+            None if *c == "net_cls" || *c == "net_prio" || *c == "hugetlb" => {
+                return Err(CgroupError::Unsupported(format!(
+                    "controller {c} is not mounted"
+                )));
             }
             None => {
                 return Err(CgroupError::Unsupported(format!(
