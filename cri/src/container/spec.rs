@@ -388,9 +388,13 @@ pub fn cgroup_resources(r: &Resources) -> OciResources {
             ..Default::default()
         });
     }
+    // As containerd: a kubelet sends hugetlb limits for every page size the
+    // node has; without the hugetlb controller they cannot be set and the
+    // OCI runtime (runc, berth-runc) would refuse the container.
     out.hugepage_limits = r
         .hugepages
         .iter()
+        .filter(|_| hugetlb_controller())
         .map(|(page_size, limit)| HugepageLimit {
             page_size: page_size.clone(),
             limit: *limit,
@@ -398,6 +402,26 @@ pub fn cgroup_resources(r: &Resources) -> OciResources {
         .collect();
     out.unified = r.unified.clone();
     out
+}
+
+/// Whether this host has the hugetlb cgroup controller: a v1 hierarchy
+/// with it, or a v2 root that lists it. Read once.
+pub fn hugetlb_controller() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        let v1 = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|t| {
+            t.lines().any(|l| {
+                l.split_once(" - ").is_some_and(|(_, tail)| {
+                    let f: Vec<&str> = tail.split(' ').collect();
+                    f.first() == Some(&"cgroup")
+                        && f.get(2)
+                            .is_some_and(|o| o.split(',').any(|x| x == "hugetlb"))
+                })
+            })
+        });
+        v1 || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|t| t.split_whitespace().any(|c| c == "hugetlb"))
+    })
 }
 
 fn resources(input: &Input) -> OciResources {
