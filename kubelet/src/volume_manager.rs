@@ -497,12 +497,22 @@ fn ensure_dir(dir: &Path, mode: u32) -> Result<(), String> {
 }
 
 /// Whether `dir` is a mount point (its device differs from its parent's).
+/// Whether `dir` is a mount point. Read from mountinfo, not by comparing
+/// devices: a bind mount from the same filesystem has its parent's device.
 fn is_mount_point(dir: &Path) -> Result<bool, String> {
-    use std::os::unix::fs::MetadataExt;
-    let me = std::fs::metadata(dir).map_err(|e| io(dir.display(), e))?;
-    let parent = dir.parent().unwrap_or(Path::new("/"));
-    let up = std::fs::metadata(parent).map_err(|e| io(parent.display(), e))?;
-    Ok(me.dev() != up.dev())
+    Ok(mount_points()?.iter().any(|p| Path::new(p) == dir))
+}
+
+/// Every mount point of this mount namespace, once per mount (a path
+/// mounted over twice is listed twice).
+fn mount_points() -> Result<Vec<String>, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| io("/proc/self/mountinfo", e))?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .collect())
 }
 
 fn ensure_tmpfs(dir: &Path, size: Option<i64>, mode: u32) -> Result<(), String> {
@@ -758,7 +768,7 @@ fn open_beneath(dir: &OwnedFd, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd>
 /// Bind-mount `base/sub` onto `target`, resolving `sub` beneath `base`
 /// (symlinks that leave it fail); missing folders are made when `create`.
 fn bind_sub_path(base: &Path, sub: &str, target: &Path, create: bool) -> Result<(), String> {
-    if target.exists() && is_mount_point(target)? {
+    if is_mount_point(target)? {
         return Ok(());
     }
     let base_fd: OwnedFd = std::fs::File::open(base)
@@ -807,17 +817,14 @@ fn bind_sub_path(base: &Path, sub: &str, target: &Path, create: bool) -> Result<
 
 /// Unmount every mount at or below `dir`, deepest first.
 pub fn unmount_under(dir: &Path) -> Result<(), String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| io("/proc/self/mountinfo", e))?;
     let prefix = dir.to_string_lossy().into_owned();
-    let mut points: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mountinfo)
+    let mut points: Vec<String> = mount_points()?
+        .into_iter()
         .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
         .collect();
+    // Deepest first; a path mounted over several times is unmounted as
+    // many times.
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    points.dedup();
     for p in points {
         match nix::mount::umount2(Path::new(&p), MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
