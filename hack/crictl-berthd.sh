@@ -2,6 +2,7 @@
 # crictl against berthd, as a user would use it: version, info, pull (a
 # local registry name and a registry.k8s.io name through the test bed's
 # mirror), images, inspecti, imagefsinfo, runp, pods, inspectp, create,
+# metricdescs, metricsp,
 # start, ps, inspect, logs, exec -s, attach -i, stop, rm, stopp, rmp, rmi, and a pod
 # with the shared PID namespace (pause is PID 1). Runs an isolated berthd
 # with its own socket, folders, bridge, subnet, cgroup parent and mirror
@@ -139,6 +140,11 @@ kill "$EVENTS" 2>/dev/null || true; wait "$EVENTS" 2>/dev/null || true
 check "crictl events streamed the container's CREATED and STARTED events" \
     t 'cat "$WORK/events.err"; jq -s -e --arg id "$CTR" "[.[] | select(.containerId == \$id) | .containerEventType] == [\"CONTAINER_CREATED_EVENT\", \"CONTAINER_STARTED_EVENT\"]" "$WORK/events.json"'
 check "crictl ps shows it Running" t 'out=$(cr ps --id "$CTR"); echo "$out"; grep -q "^${CTR:0:13} .* Running " <<<"$out"'
+check "crictl metricdescs describes the cAdvisor set (container_memory_working_set_bytes)" \
+    jqe '[.descriptors[].name] | index("container_memory_working_set_bytes") != null' metricdescs -o json
+check "crictl metricsp reports the running container's working set > 0" \
+    jqe ".podMetrics[] | select(.podSandboxId == \"$POD\") | .containerMetrics[] | select(.containerId == \"$CTR\")
+         | .metrics[] | select(.name == \"container_memory_working_set_bytes\") | .value.value | tonumber > 0" metricsp -o json
 check "crictl logs prints hello-crictl" \
     t 'for i in $(seq 50); do cr logs "$CTR" | grep -x hello-crictl >/dev/null && exit 0; sleep 0.1; done; cr logs "$CTR"; exit 1'
 check "crictl exec -s <ctr> echo x prints x" t '[ "$(cr exec -s --timeout 10 "$CTR" echo x)" = x ]'

@@ -166,6 +166,17 @@ if [ $QUICK = 0 ]; then
             bash hack/vm.sh run --cgroup v2 --timeout 1800 -- \
             hack/vm/run-tests.sh --timeout 120 "${RT_BINS[@]}"
     fi
+    # berthd in the v2 VM: an OOM kill reported as OOMKilled, live resource
+    # updates, the cAdvisor metrics with pressure stall totals (v2 only), a
+    # CRIU checkpoint (the guest's Debian kernel lets criu run; this host's not).
+    if wanted vm-v2-cri; then
+        CRI_BIN=$(cargo test --release --workspace --test containers --no-run --message-format=json 2>/dev/null \
+            | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "containers") | .executable')
+        tier vm-v2-cri "berthd: OOM kill, resource update, metrics, checkpoint, cgroup v2 VM" \
+            bash hack/vm.sh run --cgroup v2 --timeout 1500 -- \
+            hack/vm/run-tests.sh --timeout 300 --only oom_killed --only update_container_resources \
+            --only pod_sandbox_metrics --only metrics_endpoint --only checkpoint "$CRI_BIN"
+    fi
     # --vm: the peer suites again in the v2 VM, each in its own boot (9-13 min
     # each under TCG on 2 cores). Their detailed results stay in the run
     # folder (_output/vm/results/<run>/) each row's log names.

@@ -352,7 +352,7 @@ cmd_run() {
         -nodefaults -no-user-config -display none -vga none -no-reboot
         -bios /usr/share/qemu/qboot.rom
         -kernel "$kernel" -initrd "$INITRD"
-        -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off no_timer_check $( [ "$CG" = v2 ] && echo cgroup_no_v1=all ) berth.src=$BERTH_ROOT berth.res=$res berth.cgroup=$CG berth.fwd=$fwdlist berth.overlay=$OVERLAY berth.share=$(IFS=,; echo "${shares[*]-}") ${BERTH_VM_APPEND:-}"
+        -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off no_timer_check $( [ "$CG" = v2 ] && echo cgroup_no_v1=all psi=1 ) berth.src=$BERTH_ROOT berth.res=$res berth.cgroup=$CG berth.fwd=$fwdlist berth.overlay=$OVERLAY berth.share=$(IFS=,; echo "${shares[*]-}") ${BERTH_VM_APPEND:-}"
         -drive "file=$IMAGE,if=none,id=root,format=raw,snapshot=on,cache=unsafe"
         -device virtio-blk-pci,drive=root
         -virtfs "local,path=$BERTH_ROOT,mount_tag=berthsrc,security_model=none,readonly=on"

@@ -56,6 +56,10 @@ pub struct Config {
     /// A streaming connection idle this long is closed ("4h", "90s", "30m";
     /// "0": never), as containerd's `stream_idle_timeout`.
     pub stream_idle_timeout: String,
+    /// TLS for the streaming server: a PEM certificate chain and its PEM
+    /// private key (both or neither); URLs are then `https://`.
+    pub stream_tls_cert_file: Option<PathBuf>,
+    pub stream_tls_key_file: Option<PathBuf>,
     /// The per-pod monitor; a bare name is looked up next to berthd first.
     pub shim_path: PathBuf,
     /// The pause binary for pods that share a PID namespace; looked up like
@@ -84,6 +88,8 @@ impl Default for Config {
             stream_address: "127.0.0.1:0".to_owned(),
             metrics_address: String::new(),
             stream_idle_timeout: "4h".to_owned(),
+            stream_tls_cert_file: None,
+            stream_tls_key_file: None,
             shim_path: PathBuf::from("berth-shim"),
             pause_path: PathBuf::from("berth-pause"),
         }
@@ -140,6 +146,15 @@ impl Config {
     /// Checks that cannot be expressed in the types.
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.stream_idle()?;
+        match (&self.stream_tls_cert_file, &self.stream_tls_key_file) {
+            (Some(_), None) => {
+                return Err("stream_tls_cert_file is set without stream_tls_key_file".into());
+            }
+            (None, Some(_)) => {
+                return Err("stream_tls_key_file is set without stream_tls_cert_file".into());
+            }
+            _ => {}
+        }
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(format!(
                 "default_runtime {:?} is not a key of [runtimes] (have: {})",
@@ -194,6 +209,22 @@ mod tests {
             let e = with(bad).validate().unwrap_err();
             assert!(e.contains("stream_idle_timeout"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn stream_tls_wants_both_files() {
+        let cert_only = Config {
+            stream_tls_cert_file: Some("/c.pem".into()),
+            ..Config::default()
+        };
+        let e = cert_only.validate().unwrap_err();
+        assert!(e.contains("without stream_tls_key_file"), "{e}");
+        let key_only = Config {
+            stream_tls_key_file: Some("/k.pem".into()),
+            ..Config::default()
+        };
+        let e = key_only.validate().unwrap_err();
+        assert!(e.contains("without stream_tls_cert_file"), "{e}");
     }
 
     #[test]

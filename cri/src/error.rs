@@ -26,8 +26,6 @@ pub enum Error {
     SocketInUse { path: PathBuf },
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("{what} is not implemented yet")]
-    Unimplemented { what: &'static str },
     #[error("{kind} {id:?} not found")]
     NotFound { kind: &'static str, id: String },
     #[error("{kind} name {name:?} is reserved for {holder}")]
@@ -96,7 +94,6 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(_) | Error::ConfigParse { .. } => {
                 tonic::Status::invalid_argument(msg)
             }
-            Error::Unimplemented { .. } => tonic::Status::unimplemented(msg),
             Error::SocketInUse { .. } | Error::NameReserved { .. } => {
                 tonic::Status::already_exists(msg)
             }

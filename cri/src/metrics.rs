@@ -3,14 +3,17 @@
 //! recorded by [`MetricsLayer`] around the gRPC server), and the pods and
 //! containers berthd holds by state, read at scrape time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use berth_images::Digest;
+use berth_images::Progress;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tonic::codegen::http;
@@ -38,6 +41,49 @@ struct Method {
 #[derive(Default)]
 pub struct Metrics {
     calls: Mutex<BTreeMap<String, Method>>,
+    /// Compressed layer bytes fetched from registries by `PullImage`.
+    pull_bytes: AtomicU64,
+    /// Layers a pull fetched, and layers it found in the store.
+    layers_fetched: AtomicU64,
+    layers_cached: AtomicU64,
+}
+
+/// A pull's [`Progress`]: counts the layer bytes it fetches into
+/// [`Metrics`] as they arrive (a failed pull's bytes count too: they were
+/// transferred).
+pub struct PullCounter {
+    metrics: Arc<Metrics>,
+    /// Per layer, the offset already counted (a resumed download reports
+    /// from where it left off).
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl PullCounter {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            seen: Mutex::default(),
+        }
+    }
+}
+
+impl Progress for PullCounter {
+    fn layer(&self, digest: &Digest, done: u64, _total: u64) {
+        let mut seen = self.seen.lock().expect("pull counter lock");
+        let last = seen.entry(digest.to_string()).or_default();
+        let delta = done.saturating_sub(*last);
+        *last = (*last).max(done);
+        self.metrics.pull_bytes.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    fn layer_done(&self, _digest: &Digest, cached: bool) {
+        let n = if cached {
+            &self.metrics.layers_cached
+        } else {
+            &self.metrics.layers_fetched
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -49,6 +95,31 @@ impl Metrics {
         m.sum += secs;
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             m.buckets[i] += 1;
+        }
+    }
+
+    /// The pull metrics in the Prometheus text format.
+    pub fn render_pulls(&self, out: &mut String) {
+        out.push_str(
+            "# HELP berth_image_pull_bytes_total Compressed layer bytes fetched from registries.\n",
+        );
+        out.push_str("# TYPE berth_image_pull_bytes_total counter\n");
+        let _ = writeln!(
+            out,
+            "berth_image_pull_bytes_total {}",
+            self.pull_bytes.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP berth_image_pull_layers_total Layers pulls needed, by whether they were fetched or already stored.\n");
+        out.push_str("# TYPE berth_image_pull_layers_total counter\n");
+        for (source, n) in [
+            ("fetched", &self.layers_fetched),
+            ("cached", &self.layers_cached),
+        ] {
+            let _ = writeln!(
+                out,
+                "berth_image_pull_layers_total{{source=\"{source}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
         }
     }
 
@@ -172,6 +243,7 @@ pub async fn render(
 ) -> String {
     let mut out = String::new();
     metrics.render_calls(&mut out);
+    metrics.render_pulls(&mut out);
     let pods = sandboxes.list(&Default::default());
     let ready = pods
         .iter()
@@ -287,5 +359,23 @@ mod tests {
             out.contains("_count{method=\"RunPodSandbox\"} 2\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn pull_bytes_count_each_byte_once() {
+        let m = Arc::new(Metrics::default());
+        let c = PullCounter::new(Arc::clone(&m));
+        let d: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        c.layer(&d, 100, 300);
+        c.layer(&d, 300, 300);
+        // A resumed download reports offsets it had already passed.
+        c.layer(&d, 250, 300);
+        c.layer_done(&d, false);
+        c.layer_done(&d, true);
+        let mut out = String::new();
+        m.render_pulls(&mut out);
+        assert!(out.contains("berth_image_pull_bytes_total 300\n"), "{out}");
+        assert!(out.contains("{source=\"fetched\"} 1\n"), "{out}");
+        assert!(out.contains("{source=\"cached\"} 1\n"), "{out}");
     }
 }

@@ -84,6 +84,12 @@ pub async fn serve(
         &config.stream_address,
         config.state_dir.clone(),
         config.stream_idle().unwrap_or_default(),
+        config
+            .stream_tls_cert_file
+            .clone()
+            .zip(config.stream_tls_key_file.clone())
+            .map(|(cert, key)| crate::stream::TlsFiles { cert, key })
+            .as_ref(),
     )
     .await
     {
@@ -123,7 +129,8 @@ pub async fn serve(
         ));
         Some((m, AbortOnDrop(task)))
     };
-    let image_service = ImageService::new(Arc::clone(&config), Arc::clone(&images));
+    let image_service = ImageService::new(Arc::clone(&config), Arc::clone(&images))
+        .with_metrics(metrics.as_ref().map(|(m, _)| Arc::clone(m)));
     let runtime = RuntimeService::new(config, sandboxes, containers, streams);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()

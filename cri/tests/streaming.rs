@@ -477,3 +477,137 @@ async fn an_idle_streaming_connection_is_closed_a_busy_one_is_not() {
         "an idle session lasted {lasted:?}"
     );
 }
+
+/// A self-signed certificate for 127.0.0.1 (openssl's CLI): (cert, key).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("stream.crt"), dir.join("stream.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=berthd-streaming"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[tokio::test]
+async fn exec_and_port_forward_over_tls() {
+    let mut b = Berthd::start(44);
+    b.pull(&busybox());
+    b.pull(WEB);
+    let (cert, key) = self_signed(b.dir.path());
+    b.reconfigure(&format!(
+        "stream_tls_cert_file = {cert:?}\nstream_tls_key_file = {key:?}\n"
+    ));
+    let mut rt = b.runtime().await;
+    let config = pod(&b);
+    let pod_id = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let sh = run(
+        &mut rt,
+        &pod_id,
+        &config,
+        container("sh", &busybox(), &["sleep", "3600"]),
+    )
+    .await;
+    run(&mut rt, &pod_id, &config, container("web", WEB, &[])).await;
+
+    let url = rt
+        .exec(cri::ExecRequest {
+            container_id: sh.clone(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let authority = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut s = std::net::TcpStream::connect(&authority).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /exec/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // crictl (client-go's SPDY executor) over TLS, verifying the server
+    // against its certificate (crictl wants a client pair with a CA; the
+    // server asks for none): output and exit code.
+    let mut c = crictl(&b);
+    c.arg("exec")
+        .arg("--tls-ca")
+        .arg(&cert)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .args([&sh, "sh", "-c", "echo over-tls; exit 3"]);
+    let (code, out, err) = output(c, None).await;
+    // crictl 1.36 exits 1 and names the command's exit code.
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "over-tls\n"),
+        "stderr: {err}\n{}",
+        diag(&b)
+    );
+    assert!(err.contains("exit code 3"), "{err}");
+
+    // Port-forward over TLS to the web container (crictl without a CA
+    // does not verify, as the kubelet's proxy).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut pf = crictl(&b)
+        .args(["port-forward", &pod_id, &format!("{port}:80")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = tokio::task::spawn_blocking(move || {
+        http_get(port, Instant::now() + Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(body.contains("berth-web-ok"), "{body}");
+}

@@ -201,6 +201,8 @@ start_apiserver() {
     # A host with loopback only (e.g. a bare network namespace): the endpoint
     # reconciler refuses loopback, so run without it.
     case "$adv" in 127.*) reconciler=(--endpoint-reconciler-type none) ;; esac
+    # Test nodes are named per test and resolve nowhere: the API server
+    # reaches a kubelet (exec, logs, port-forward) at its InternalIP.
     bg_start cp-kube-apiserver "$BIN/kube-apiserver" \
         --etcd-servers "$ETCD_URL" \
         --bind-address 127.0.0.1 \
@@ -211,6 +213,7 @@ start_apiserver() {
         --client-ca-file "$PKI/ca.crt" \
         --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
         --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+        --kubelet-preferred-address-types InternalIP,Hostname,ExternalIP \
         --service-account-key-file "$PKI/sa.pub" \
         --service-account-signing-key-file "$PKI/sa.key" \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \

@@ -3,21 +3,24 @@
 # time, each test under a time limit; on a timeout, show the processes and
 # cgroups still there, kill the test and go on, so one hang costs one test.
 #
-#   hack/vm.sh run -- hack/vm/run-tests.sh [--timeout S] [--skip TEST]... BINARY...
+#   hack/vm.sh run -- hack/vm/run-tests.sh [--timeout S] [--skip TEST]... [--only WORD]... BINARY...
 #
 # --skip TEST leaves out a test by its exact name; the caller says why on the
 # line that passes it (a known gap, tracked in an issue), and it is counted
-# and printed as skipped.
+# and printed as skipped. --only WORD runs only the tests whose name contains
+# one of the WORDs (the others are not counted).
 #
 # Prints cargo's usual "test result:" line per binary (hack/test.sh sums those)
 # and exits non-zero if any test failed or timed out.
 set -u
 T=120
 SKIP=()
+ONLY=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --timeout) T=$2; shift 2 ;;
     --skip) SKIP+=("$2"); shift 2 ;;
+    --only) ONLY+=("$2"); shift 2 ;;
     *) break ;;
     esac
 done
@@ -31,6 +34,9 @@ for bin in "$@"; do
     mapfile -t tests < <("$bin" --list --format terse 2>/dev/null | sed -n 's/: test$//p')
     skipped=0
     for t in "${tests[@]}"; do
+        if [ ${#ONLY[@]} -gt 0 ] && ! printf '%s\n' "$t" | grep -qF -f <(printf '%s\n' "${ONLY[@]}"); then
+            continue
+        fi
         if printf '%s\n' "${SKIP[@]}" | grep -qxF -- "$t"; then
             skipped=$((skipped + 1)); echo "test $t ... skipped (--skip)"; continue
         fi

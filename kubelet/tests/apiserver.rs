@@ -963,3 +963,308 @@ async fn failing_liveness_probe_restarts_with_back_off_and_events() {
         "{evs}"
     );
 }
+
+/// A self-signed certificate for 127.0.0.1 (openssl's CLI): (cert, key).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("stream.crt"), dir.join("stream.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=berthd-streaming"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// A spawned command's stdout, line by line, read on a thread.
+fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Lines from `rx` until one satisfies `f` (returned with those before it),
+/// or the time runs out (a panic naming `what` and what came).
+fn until_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    secs: u64,
+    what: &str,
+    f: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                let done = f(&l);
+                seen.push(l);
+                if done {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("{what}: not seen in {secs} s; got {seen:?}"),
+        }
+    }
+}
+
+/// A spawned kubectl, killed (by its pid) when dropped.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn kubectl_exec_attach_port_forward_logs_and_metrics_reach_berthd_through_upstream_kubelet() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    // berthd's streaming server on TLS: the kubelet proxies to https URLs
+    // and verifies the certificate (here against it as the only root).
+    let node = Node::start_upstream_joined(
+        12,
+        &format!("stream_tls_cert_file = {cert:?}\nstream_tls_key_file = {key:?}\n"),
+        Some(&cert),
+    );
+    let ns = Namespace::new(12);
+    wait_api(
+        120,
+        "the Node Ready",
+        || api_get(&["node", &node.node]),
+        |n| node_ready(n) == Some(true),
+    );
+    let pod = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: streams, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: counter
+    image: {bb}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.1; done']
+  - name: echo
+    image: {bb}
+    imagePullPolicy: IfNotPresent
+    stdin: true
+    command: [sh, -c, 'while read l; do echo got:$l; done']
+  - name: web
+    image: {web}
+    imagePullPolicy: IfNotPresent
+",
+        ns = ns.0,
+        node = node.node,
+        bb = busybox(),
+        web = web_image()
+    );
+    kubectl_in(&["apply", "-f", "-"], Some(&pod)).unwrap();
+    wait_api(
+        120,
+        "the pod Running",
+        || pod_get(&ns.0, "streams"),
+        |p| p.is_some_and(|p| p["status"]["phase"] == "Running"),
+    );
+    let target = ["-n", ns.0.as_str()];
+
+    // kubectl exec -i: stdin in, stdout out, the exit code back.
+    let mut c = kubectl_cmd(
+        &[
+            &target[..],
+            &[
+                "exec",
+                "-i",
+                "streams",
+                "-c",
+                "counter",
+                "--",
+                "sh",
+                "-c",
+                "cat; exit 7",
+            ],
+        ]
+        .concat(),
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    c.stdin.take().unwrap().write_all(b"piped-in\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(7), "piped-in\n"),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // kubectl exec -it, under a pseudo-terminal (script(1)): a tty in the
+    // container, typed input echoed, the shell's exit code back.
+    let exec_it = format!(
+        "{} --kubeconfig {} -n {} exec -it streams -c counter -- sh",
+        kubectl_bin(),
+        std::env::var("BERTH_KUBECONFIG").unwrap(),
+        ns.0
+    );
+    let mut c = std::process::Command::new("script")
+        .args(["-qec", &exec_it, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = c.stdin.take().unwrap();
+    let lines = stdout_lines(&mut c);
+    // Typed once the remote shell is there (its prompt shows the tty).
+    std::thread::sleep(Duration::from_secs(3));
+    input.write_all(b"tty; echo tty-$((6*7))\n").unwrap();
+    let seen = until_line(&lines, 60, "the tty shell's answer", |l| {
+        l.contains("tty-42") && !l.contains("6*7")
+    });
+    assert!(seen.iter().any(|l| l.contains("/dev/pts/")), "{seen:?}");
+    input.write_all(b"exit 5\n").unwrap();
+    drop(input);
+    let status = c.wait().unwrap();
+    assert_eq!(status.code(), Some(5), "{seen:?}");
+
+    // kubectl attach -i: to the running container's stdin and stdout.
+    let mut attach = Spawned(
+        kubectl_cmd(&[&target[..], &["attach", "-i", "streams", "-c", "echo"]].concat())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut input = attach.0.stdin.take().unwrap();
+    let lines = stdout_lines(&mut attach.0);
+    // Written until the attach is through (kubectl connects first).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    let got = loop {
+        n += 1;
+        input.write_all(format!("hello-{n}\n").as_bytes()).unwrap();
+        if let Ok(l) = lines.recv_timeout(Duration::from_secs(2)) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "attach: no echo");
+    };
+    assert!(got.starts_with("got:hello-"), "{got}");
+    drop(attach);
+
+    // kubectl port-forward to the web container's port 80.
+    let mut pf = Spawned(
+        kubectl_cmd(&[&target[..], &["port-forward", "pod/streams", ":80"]].concat())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = stdout_lines(&mut pf.0);
+    let seen = until_line(&lines, 60, "port-forward's local port", |l| {
+        l.starts_with("Forwarding from 127.0.0.1:")
+    });
+    let local: u16 = seen
+        .last()
+        .unwrap()
+        .trim_start_matches("Forwarding from 127.0.0.1:")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = http_get(local).expect("a page through port-forward");
+    assert!(body.contains("berth-web-ok"), "{body}");
+    drop(pf);
+
+    // kubectl logs -f: lines as they are written, none lost or repeated.
+    let mut logs = Spawned(
+        kubectl_cmd(
+            &[
+                &target[..],
+                &["logs", "-f", "streams", "-c", "counter", "--tail=1"],
+            ]
+            .concat(),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let lines = stdout_lines(&mut logs.0);
+    let first = until_line(&lines, 60, "a first log line", |l| l.starts_with("line-"));
+    let n0: u64 = first.last().unwrap()["line-".len()..].parse().unwrap();
+    let seen = until_line(&lines, 60, "30 more log lines", |l| {
+        l == format!("line-{}", n0 + 30)
+    });
+    for (want, l) in (n0 + 1..).zip(&seen) {
+        assert_eq!(l, &format!("line-{want}"), "lines followed: {seen:?}");
+    }
+    drop(logs);
+
+    // /metrics/cadvisor, served by the kubelet from berthd's
+    // ListPodSandboxMetrics (PodAndContainerStatsFromCRI).
+    let path = format!("/api/v1/nodes/{}/proxy/metrics/cadvisor", node.node);
+    let metrics = kubectl(&["get", "--raw", &path]).unwrap();
+    let sample = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("container_memory_working_set_bytes{")
+                && l.contains("container=\"counter\"")
+                && l.contains(&format!("namespace=\"{}\"", ns.0))
+                && l.contains("pod=\"streams\"")
+        })
+        .unwrap_or_else(|| panic!("no working set of the counter container in:\n{metrics}"));
+    // `name{labels} value [timestamp]`
+    let value: f64 = sample
+        .rsplit_once('}')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a value in {sample}"));
+    assert!(value > 0.0, "{sample}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("container_network_receive_bytes_total{")
+                && l.contains("interface=\"eth0\"")
+                && l.contains("pod=\"streams\"")),
+        "no pod network sample in:\n{metrics}"
+    );
+}

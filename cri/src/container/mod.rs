@@ -9,6 +9,7 @@
 //! `sandbox::SandboxManager`'s.
 
 pub mod apparmor;
+pub mod checkpoint;
 pub mod exec;
 pub mod model;
 pub mod seccomp;
@@ -16,10 +17,10 @@ pub mod spec;
 pub mod stats;
 pub mod user;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_images::ImageStore;
 
@@ -53,7 +54,18 @@ pub struct ContainerManager {
     names: Names,
     /// Lifecycle events for `GetContainerEvents` subscribers.
     events: tokio::sync::broadcast::Sender<Event>,
+    /// Writable-layer usage by container: when it was measured, bytes,
+    /// inodes. A stats call walks a layer at most once per
+    /// [`LAYER_USAGE_TTL`] (the kubelet asks every few seconds).
+    layer_usage: Arc<Mutex<HashMap<String, LayerUsage>>>,
 }
+
+/// A writable layer's usage: when it was measured, bytes, inodes.
+type LayerUsage = (Instant, u64, u64);
+
+/// How long a writable layer's measured usage is reported before the layer
+/// is walked again (cAdvisor refreshes its disk usage on the same order).
+const LAYER_USAGE_TTL: Duration = Duration::from_secs(10);
 
 /// A container's lifecycle step, as `GetContainerEvents` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +229,7 @@ impl ContainerManager {
             containers: Mutex::default(),
             names: Names::new("container"),
             events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
+            layer_usage: Arc::default(),
         };
         for (_, c) in records {
             if let Some(sb) = mgr.sandboxes.get(&c.sandbox_id) {
@@ -722,6 +735,10 @@ impl ContainerManager {
             .lock()
             .expect("containers lock")
             .remove(&c.id);
+        self.layer_usage
+            .lock()
+            .expect("layer usage lock")
+            .remove(&c.id);
         if let Some(sb) = self.sandboxes.get(&c.sandbox_id) {
             self.names.release(&name_key(&c.spec, &sb), &c.id);
         }
@@ -759,14 +776,31 @@ impl ContainerManager {
     /// ones too, as containerd answers).
     pub async fn stats(&self, f: &ContainerFilter) -> Vec<(Container, stats::Usage)> {
         // Stats filters carry no state: the records suffice, no monitor calls.
-        let picked = self.select(f);
+        self.usage(self.select(f)).await
+    }
+
+    /// Resource usage of `picked`, read off the blocking pool.
+    pub async fn usage(&self, picked: Vec<Container>) -> Vec<(Container, stats::Usage)> {
+        let layers = Arc::clone(&self.layer_usage);
         tokio::task::spawn_blocking(move || {
             picked
                 .into_iter()
                 .map(|c| {
                     let mut u = stats::cgroup_usage(Path::new("/sys/fs/cgroup"), &c.cgroup_path);
-                    (u.writable_bytes, u.writable_inodes) =
-                        stats::dir_usage(&c.bundle.join("upper"));
+                    let cached = layers
+                        .lock()
+                        .expect("layer usage lock")
+                        .get(&c.id)
+                        .filter(|(at, ..)| at.elapsed() < LAYER_USAGE_TTL)
+                        .map(|&(_, b, i)| (b, i));
+                    (u.writable_bytes, u.writable_inodes) = cached.unwrap_or_else(|| {
+                        let (b, i) = stats::dir_usage(&c.bundle.join("upper"));
+                        layers
+                            .lock()
+                            .expect("layer usage lock")
+                            .insert(c.id.clone(), (Instant::now(), b, i));
+                        (b, i)
+                    });
                     u.timestamp = now_ns();
                     (c, u)
                 })
@@ -774,6 +808,97 @@ impl ContainerManager {
         })
         .await
         .unwrap_or_default()
+    }
+
+    /// `CheckpointContainer`: `<runtime> checkpoint --leave-running` into a
+    /// work folder under the state folder (removed after), then the archive
+    /// at `location`. A runtime that cannot dump (no CRIU, a kernel CRIU
+    /// refuses) fails with its reason and leaves nothing.
+    pub async fn checkpoint(&self, id: &str, location: &str, timeout: Duration) -> Result<()> {
+        let location = checkpoint::validate_location(location)?;
+        let (c, st) = self.status(id).await?;
+        if st.state != State::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.id
+            )));
+        }
+        let runtime = self.runtime_cmd(&c.runtime_handler)?;
+        let work =
+            self.config
+                .state_dir
+                .join("checkpoints")
+                .join(format!("{}-{}", c.id, &new_id()[..8]));
+        std::fs::create_dir_all(&work).map_err(|source| Error::Io {
+            what: "checkpoint work folder",
+            path: work.clone(),
+            source,
+        })?;
+        let result = self
+            .checkpoint_into(&c, &runtime, &work, &location, timeout)
+            .await;
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+
+    async fn checkpoint_into(
+        &self,
+        c: &Container,
+        runtime: &RuntimeCmd,
+        work: &Path,
+        location: &Path,
+        timeout: Duration,
+    ) -> Result<()> {
+        let mut cmd = tokio::process::Command::new(&runtime.binary);
+        cmd.arg("--root")
+            .arg(&runtime.root)
+            .arg("checkpoint")
+            .arg("--image-path")
+            .arg(work.join("checkpoint"))
+            .arg("--work-path")
+            .arg(work.join("criu"))
+            .args(["--leave-running", "--file-locks", "--tcp-established"])
+            .arg(&c.id)
+            .kill_on_drop(true);
+        let out = match tokio::time::timeout(timeout, cmd.output()).await {
+            Ok(r) => r.map_err(|source| Error::Io {
+                what: "run runtime checkpoint",
+                path: runtime.binary.clone(),
+                source,
+            })?,
+            Err(_) => {
+                return Err(Error::DeadlineExceeded(format!(
+                    "checkpoint container {}: not done in {timeout:?}",
+                    c.id
+                )));
+            }
+        };
+        if !out.status.success() {
+            return Err(Error::Runtime(format!(
+                "checkpoint container {}: {}",
+                c.id,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let record = serde_json::to_vec_pretty(c).expect("the record serializes");
+        let (work, spec, upper, loc) = (
+            work.to_owned(),
+            c.bundle.join("config.json"),
+            c.bundle.join("upper"),
+            location.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || {
+            checkpoint::write_archive(&work, &record, &spec, &upper, &loc)
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("checkpoint archive task: {e}")))?
+        .map_err(|source| Error::Io {
+            what: "checkpoint archive",
+            path: location.to_owned(),
+            source,
+        })?;
+        tracing::info!(container_id = %c.id, location = %location.display(), "container checkpointed");
+        Ok(())
     }
 
     /// `UpdateContainerResources`: the new limits through `<runtime>

@@ -36,14 +36,23 @@ pub struct ImageService {
     store: Arc<ImageStore>,
     /// Where the image store lives, reported by ImageFsInfo.
     mountpoint: PathBuf,
+    /// Pull counters for berthd's `/metrics`, when it is served.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl ImageService {
     pub fn new(config: Arc<Config>, store: Arc<ImageStore>) -> Self {
         ImageService {
             mountpoint: crate::images::root(&config),
+            metrics: None,
             store,
         }
+    }
+
+    /// Counts pulled bytes into `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs a blocking store call (metadata file reads) off the async workers.
@@ -118,7 +127,14 @@ impl cri::image_service_server::ImageService for ImageService {
         let pull = pull_request(request.into_inner())?;
         let rec = self
             .store
-            .pull_with_auth(&pull.reference, pull.auth, None)
+            .pull_with_auth(
+                &pull.reference,
+                pull.auth,
+                self.metrics.as_ref().map(|m| {
+                    Arc::new(crate::metrics::PullCounter::new(Arc::clone(m)))
+                        as Arc<dyn berth_images::Progress>
+                }),
+            )
             .await
             .map_err(|source| Error::Images {
                 what: "pull".to_owned(),

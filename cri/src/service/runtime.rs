@@ -8,7 +8,7 @@ use k8s_cri::v1 as cri;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{convert, convert_container, unimplemented_rpcs};
+use super::{convert, convert_container};
 use crate::config::{CgroupDriver, Config};
 use crate::container::ContainerManager;
 use crate::sandbox::SandboxManager;
@@ -75,21 +75,23 @@ impl RuntimeService {
         let timestamp = containers
             .first()
             .map_or_else(crate::sandbox::now_ns, |(_, u)| u.timestamp);
-        // Host-network pods have no network of their own to report.
-        let interfaces = match &sb.netns {
-            Some(ns) => {
-                let ns = ns.clone();
-                tokio::task::spawn_blocking(move || crate::container::stats::netns_interfaces(&ns))
-                    .await
-                    .ok()
-                    .and_then(|r| {
-                        r.map_err(|e| tracing::debug!(sandbox_id = %sb.id, error = %e, "pod network stats"))
-                            .ok()
-                    })
-            }
-            None => None,
-        };
+        let interfaces = Self::pod_interfaces(sb).await;
         convert_container::pod_sandbox_stats(sb, &containers, interfaces.as_deref(), timestamp)
+    }
+
+    /// The pod's network interfaces and their counters; `None` for a
+    /// host-network pod (no network of its own) or an unreadable one.
+    async fn pod_interfaces(
+        sb: &crate::sandbox::model::Sandbox,
+    ) -> Option<Vec<crate::container::stats::Interface>> {
+        let ns = sb.netns.clone()?;
+        tokio::task::spawn_blocking(move || crate::container::stats::netns_interfaces(&ns))
+            .await
+            .ok()
+            .and_then(|r| {
+                r.map_err(|e| tracing::debug!(sandbox_id = %sb.id, error = %e, "pod network stats"))
+                    .ok()
+            })
     }
 
     fn conditions(&self) -> Vec<cri::RuntimeCondition> {
@@ -639,9 +641,70 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(cri::AttachResponse { url }))
     }
 
-    unimplemented_rpcs! {
-        checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
+    async fn list_metric_descriptors(
+        &self,
+        _request: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(cri::ListMetricDescriptorsResponse {
+            descriptors: super::pod_metrics::descriptors(),
+        }))
+    }
+
+    /// Every ready pod with its running containers (what cAdvisor shows).
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _request: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
+        use crate::container::ContainerFilter;
+        use crate::container::model::State;
+        use crate::sandbox::model::SandboxState;
+        let pods = self.sandboxes.list(&crate::sandbox::SandboxFilter {
+            state: Some(SandboxState::Ready),
+            ..Default::default()
+        });
+        let mut pod_metrics = Vec::with_capacity(pods.len());
+        for sb in pods {
+            let running = self
+                .containers
+                .list(&ContainerFilter {
+                    sandbox_id: Some(sb.id.clone()),
+                    state: Some(State::Running),
+                    ..Default::default()
+                })
+                .await;
+            let (records, statuses): (Vec<_>, Vec<_>) = running.into_iter().unzip();
+            let used = self.containers.usage(records).await;
+            let containers: Vec<_> = used
+                .into_iter()
+                .zip(statuses)
+                .map(|((c, u), st)| (c, st, u))
+                .collect();
+            let interfaces = Self::pod_interfaces(&sb).await.unwrap_or_default();
+            pod_metrics.push(super::pod_metrics::pod_metrics(
+                &sb,
+                &containers,
+                &interfaces,
+                crate::sandbox::now_ns(),
+            ));
+        }
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse {
+            pod_metrics,
+        }))
+    }
+
+    async fn checkpoint_container(
+        &self,
+        request: Request<cri::CheckpointContainerRequest>,
+    ) -> Result<Response<cri::CheckpointContainerResponse>, Status> {
+        use crate::container::checkpoint::DEFAULT_TIMEOUT;
+        let req = request.into_inner();
+        let timeout = u64::try_from(req.timeout)
+            .ok()
+            .filter(|t| *t > 0)
+            .map_or(DEFAULT_TIMEOUT, std::time::Duration::from_secs);
+        self.containers
+            .checkpoint(&req.container_id, &req.location, timeout)
+            .await?;
+        Ok(Response::new(cri::CheckpointContainerResponse {}))
     }
 }

@@ -57,6 +57,51 @@ pub enum StreamError {
         #[source]
         source: std::io::Error,
     },
+    #[error("streaming server: TLS: {what} {}: {message}", path.display())]
+    Tls {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// The streaming server's certificate chain and key (PEM files).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A TLS acceptor from `files`; the error names the file and what is wrong
+/// with it.
+fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, StreamError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |what, path: &PathBuf, message: String| StreamError::Tls {
+        what,
+        path: path.clone(),
+        message,
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| err("stream_tls_cert_file", &files.cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err(
+            "stream_tls_cert_file",
+            &files.cert,
+            "no CERTIFICATE block".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| err("stream_tls_key_file", &files.key, e.to_string()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("stream_tls_cert_file", &files.cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| err("stream_tls_key_file", &files.key, e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A validated `Exec`.
@@ -123,6 +168,8 @@ pub struct StreamServer {
     /// closed (the kubelet's `streamingConnectionIdleTimeout`); `None`: never.
     idle_timeout: Option<Duration>,
     pending: Mutex<HashMap<String, (Instant, Request)>>,
+    /// TLS on every connection, when configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl StreamServer {
@@ -131,7 +178,9 @@ impl StreamServer {
         address: &str,
         state_dir: PathBuf,
         idle_timeout: Option<Duration>,
+        tls: Option<&TlsFiles>,
     ) -> Result<(Arc<Self>, TcpListener), StreamError> {
+        let tls = tls.map(tls_acceptor).transpose()?;
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| StreamError::Bind {
@@ -150,6 +199,7 @@ impl StreamServer {
             state_dir,
             idle_timeout,
             pending: Mutex::new(HashMap::new()),
+            tls,
         });
         Ok((server, listener))
     }
@@ -161,7 +211,8 @@ impl StreamServer {
     /// Keep `req` under a new token; returns its URL.
     pub fn register(&self, req: Request) -> String {
         let token = crate::sandbox::new_id()[..32].to_owned();
-        let url = format!("http://{}/{}/{token}", self.addr, req.route());
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/{}/{token}", self.addr, req.route());
         let mut pending = self.pending.lock().expect("pending lock");
         let now = Instant::now();
         pending.retain(|_, (at, _)| now.duration_since(*at) < TOKEN_TTL);
@@ -198,7 +249,28 @@ impl StreamServer {
 
     async fn handle(&self, sock: TcpStream) {
         let _ = sock.set_nodelay(true);
-        let (r, w) = sock.into_split();
+        let Some(tls) = &self.tls else {
+            let (r, w) = sock.into_split();
+            return self.guarded(r, w).await;
+        };
+        // A client that never finishes its handshake is dropped like one
+        // that never sends its request.
+        match tokio::time::timeout(Duration::from_secs(30), tls.accept(sock)).await {
+            Ok(Ok(stream)) => {
+                let (r, w) = tokio::io::split(stream);
+                self.guarded(r, w).await;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "streaming server: TLS handshake"),
+            Err(_) => tracing::debug!("streaming server: TLS handshake timed out"),
+        }
+    }
+
+    /// A session, closed when idle for the configured time.
+    async fn guarded(
+        &self,
+        r: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        w: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    ) {
         let Some(limit) = self.idle_timeout else {
             return self.session(r, w).await;
         };
@@ -353,5 +425,33 @@ impl StreamServer {
             Request::Attach(a) => attach::serve(link, streams, a, proto).await,
             Request::PortForward(_) => unreachable!("served above"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_tls_files_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let (cert, key) = (d.path().join("c.pem"), d.path().join("k.pem"));
+        std::fs::write(&cert, "not a certificate\n").unwrap();
+        std::fs::write(&key, "not a key\n").unwrap();
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key,
+        };
+        let e = tls_acceptor(&files).err().unwrap().to_string();
+        assert!(
+            e.contains("stream_tls_cert_file") && e.contains("c.pem"),
+            "{e}"
+        );
+        let files = TlsFiles {
+            cert: d.path().join("missing.pem"),
+            key: d.path().join("k.pem"),
+        };
+        let e = tls_acceptor(&files).err().unwrap().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
     }
 }

@@ -43,6 +43,10 @@ pub fn slot(salt: u32) -> u32 {
     (std::process::id().wrapping_mul(31).wrapping_add(salt * 11)) % 200 + 20
 }
 
+/// Upstream's kubelet: its API port, its node link (name, IP), its
+/// environment.
+type Upstream = (u16, (String, String), Vec<(String, String)>);
+
 pub struct Node {
     pub dir: tempfile::TempDir,
     pub berthd: Option<Child>,
@@ -59,11 +63,19 @@ pub struct Node {
     /// API server mode: the node's kubeconfig, and extra kubelet flags.
     pub kubeconfig: Option<PathBuf>,
     pub extra_args: Vec<String>,
+    /// The kubelet is upstream's (the test bed's `kubelet`), serving its
+    /// API (exec, attach, port-forward, logs, metrics) on this port.
+    pub upstream_port: Option<u16>,
+    /// A portless bridge of this node's own holding its node IP (upstream's
+    /// kubelet refuses a loopback one); removed on drop.
+    node_link: Option<(String, String)>,
+    /// Environment of upstream's kubelet.
+    kubelet_env: Vec<(String, String)>,
 }
 
 impl Node {
     pub fn start(salt: u32) -> Node {
-        Self::start_with(salt, NODE.into(), None, Vec::new())
+        Self::start_with(salt, NODE.into(), None, Vec::new(), None, "")
     }
 
     /// A node that joins the test bed's API server (`BERTH_KUBECONFIG` is
@@ -76,6 +88,49 @@ impl Node {
             name,
             Some(kc),
             extra_args.iter().map(|s| s.to_string()).collect(),
+            None,
+            "",
+        )
+    }
+
+    /// Upstream's kubelet on this node's berthd (with `berthd_toml` added
+    /// to berthd's config), joined as `up-<pid>-<slot>`: what berthd serves
+    /// a kubelet, checked against the reference kubelet. Its node IP and
+    /// API address is 10.205.<slot>.1 on a portless bridge of its own (no
+    /// dummy links in this kernel) (upstream
+    /// refuses a loopback node IP), where the API server reaches it.
+    ///
+    /// `trusted_ca` (a PEM file) is the kubelet's only trust root for the
+    /// streaming server's certificate (`SSL_CERT_FILE`): upstream's kubelet
+    /// verifies it when it proxies exec and attach.
+    pub fn start_upstream_joined(salt: u32, berthd_toml: &str, trusted_ca: Option<&Path>) -> Node {
+        let n = slot(salt);
+        let name = format!("up-{}-{n}", std::process::id());
+        let link = format!("bu{}x{n}", std::process::id() % 100_000);
+        let ip = format!("10.205.{n}.1");
+        for args in [
+            vec!["link", "add", link.as_str(), "type", "bridge"],
+            vec!["addr", "add", &format!("{ip}/32"), "dev", &link],
+            vec!["link", "set", &link, "up"],
+        ] {
+            let st = Command::new("ip").args(&args).status().unwrap();
+            if !st.success() {
+                let _ = Command::new("ip").args(["link", "del", &link]).status();
+                panic!("ip {args:?} failed");
+            }
+        }
+        let kc = node_kubeconfig(&name);
+        let port = 23000 + n as u16;
+        let env = trusted_ca
+            .map(|ca| vec![("SSL_CERT_FILE".to_owned(), ca.display().to_string())])
+            .unwrap_or_default();
+        Self::start_with(
+            salt,
+            name,
+            Some(kc),
+            Vec::new(),
+            Some((port, (link, ip), env)),
+            berthd_toml,
         )
     }
 
@@ -84,7 +139,13 @@ impl Node {
         node_name: String,
         kubeconfig: Option<PathBuf>,
         extra_args: Vec<String>,
+        upstream: Option<Upstream>,
+        berthd_toml: &str,
     ) -> Node {
+        let (upstream_port, node_link, kubelet_env) = match upstream {
+            Some((port, link, env)) => (Some(port), Some(link), env),
+            None => (None, None, Vec::new()),
+        };
         let dir = tempfile::tempdir().unwrap();
         let n = slot(salt);
         let bridge = format!("bk{}x{n}", std::process::id() % 100_000);
@@ -115,7 +176,7 @@ impl Node {
         std::fs::write(
             dir.path().join("berthd.toml"),
             format!(
-                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncni_conf_dir = {:?}\ncni_bin_dirs = [\"/usr/lib/cni\", \"/opt/cni/bin\"]\n{registry_certs}",
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncni_conf_dir = {:?}\ncni_bin_dirs = [\"/usr/lib/cni\", \"/opt/cni/bin\"]\n{registry_certs}{berthd_toml}",
                 socket,
                 dir.path().join("root"),
                 dir.path().join("state"),
@@ -146,6 +207,9 @@ impl Node {
             kubelet_runs: 0,
             kubeconfig,
             extra_args,
+            upstream_port,
+            node_link,
+            kubelet_env,
         };
         node.start_berthd();
         node.start_kubelet();
@@ -224,6 +288,9 @@ impl Node {
             kubelet_runs: 0,
             kubeconfig,
             extra_args: Vec::new(),
+            upstream_port: None,
+            node_link: None,
+            kubelet_env: Vec::new(),
         };
         node.start_kubelet();
         Some(node)
@@ -237,6 +304,9 @@ impl Node {
                 .join(format!("kubelet-{}.log", self.kubelet_runs)),
         )
         .unwrap();
+        if let Some(port) = self.upstream_port {
+            return self.start_upstream_kubelet(port, log);
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth-kubelet"));
         if let Some(kc) = &self.kubeconfig {
             cmd.arg("--kubeconfig").arg(kc);
@@ -256,6 +326,63 @@ impl Node {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
+        self.kubelet = Some(child);
+    }
+
+    /// Upstream's kubelet, configured as on a node without systemd or
+    /// cgroup v2 (the test bed's host): no QoS cgroups, no swap check, its
+    /// API open to the API server's client certificate (anonymous, always
+    /// allowed: the test bed's loopback only), pod and container stats
+    /// from the CRI.
+    fn start_upstream_kubelet(&mut self, port: u16, log: std::fs::File) {
+        let bin = std::env::var("BERTH_UPSTREAM_KUBELET").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../_output/bin/kubelet").into()
+        });
+        let d = self.dir.path();
+        let (_, ip) = self.node_link.as_ref().expect("the node link is up");
+        std::fs::write(
+            d.join("upstream-kubelet.yaml"),
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+failSwapOn: false
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+authentication: {{anonymous: {{enabled: true}}, webhook: {{enabled: false}}}}
+authorization: {{mode: AlwaysAllow}}
+address: {ip}
+port: {port}
+readOnlyPort: 0
+healthzPort: 0
+containerRuntimeEndpoint: unix://{}
+podLogsDir: {}
+serializeImagePulls: false
+localStorageCapacityIsolation: false
+featureGates: {{PodAndContainerStatsFromCRI: true}}
+",
+                self.socket.display(),
+                d.join("logs").display()
+            ),
+        )
+        .unwrap();
+        let kc = self.kubeconfig.as_ref().expect("upstream's kubelet joins");
+        let child = Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(kc)
+            .arg("--config")
+            .arg(d.join("upstream-kubelet.yaml"))
+            .arg("--root-dir")
+            .arg(d.join("kubelet"))
+            .arg("--cert-dir")
+            .arg(d.join("pki"))
+            .arg(format!("--node-ip={ip}"))
+            .arg(format!("--hostname-override={}", self.node))
+            .envs(self.kubelet_env.iter().map(|(k, v)| (k, v)))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("run upstream's kubelet (BERTH_UPSTREAM_KUBELET, default _output/bin/kubelet)");
         self.kubelet = Some(child);
     }
 
@@ -501,6 +628,9 @@ impl Drop for Node {
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
             .status();
+        if let Some((link, _)) = &self.node_link {
+            let _ = Command::new("ip").args(["link", "del", link]).status();
+        }
         unmount_under(self.dir.path());
     }
 }
@@ -564,17 +694,26 @@ pub fn kubectl(args: &[&str]) -> Result<String, String> {
     kubectl_in(args, None)
 }
 
+/// The test bed's kubectl binary.
+pub fn kubectl_bin() -> String {
+    std::env::var("BERTH_KUBECTL")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../_output/bin/kubectl").into())
+}
+
+/// A kubectl command as the test bed's admin, to spawn (long-running
+/// `logs -f`, `port-forward`, `attach`).
+pub fn kubectl_cmd(args: &[&str]) -> Command {
+    let kc = std::env::var("BERTH_KUBECONFIG")
+        .expect("BERTH_KUBECONFIG: run through hack/test.sh's kubelet-apiserver tier");
+    let mut c = Command::new(kubectl_bin());
+    c.arg("--kubeconfig").arg(kc).args(args);
+    c
+}
+
 /// kubectl with `stdin` fed to it (`apply -f -`).
 pub fn kubectl_in(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     use std::io::Write;
-    let bin = std::env::var("BERTH_KUBECTL")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../_output/bin/kubectl").into());
-    let kc = std::env::var("BERTH_KUBECONFIG")
-        .expect("BERTH_KUBECONFIG: run through hack/test.sh's kubelet-apiserver tier");
-    let mut child = Command::new(bin)
-        .arg("--kubeconfig")
-        .arg(kc)
-        .args(args)
+    let mut child = kubectl_cmd(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -66,6 +66,29 @@ impl CreateArgs {
     }
 }
 
+#[derive(clap::Args)]
+struct CheckpointArgs {
+    /// Where CRIU writes the images.
+    #[arg(long, default_value = "checkpoint")]
+    image_path: PathBuf,
+    /// CRIU's log and work files (default: the image path).
+    #[arg(long)]
+    work_path: Option<PathBuf>,
+    #[arg(long)]
+    leave_running: bool,
+    #[arg(long)]
+    tcp_established: bool,
+    #[arg(long)]
+    ext_unix_sk: bool,
+    #[arg(long)]
+    shell_job: bool,
+    #[arg(long)]
+    file_locks: bool,
+    #[arg(long)]
+    manage_cgroups_mode: Option<String>,
+    id: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container (its init waits for `start`).
@@ -129,6 +152,8 @@ enum Cmd {
         interval: String,
         id: String,
     },
+    /// Dump a running container with CRIU (`criu` from PATH).
+    Checkpoint(CheckpointArgs),
     /// Write a default config.json.
     Spec {
         #[arg(long, short = 'b', default_value = ".")]
@@ -353,6 +378,20 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 }
             }
         }
+        Cmd::Checkpoint(a) => rt.checkpoint(
+            &id(&a.id)?,
+            &berth_runtime::ops::CheckpointOpts {
+                image_path: a.image_path,
+                work_path: a.work_path,
+                leave_running: a.leave_running,
+                tcp_established: a.tcp_established,
+                ext_unix_sk: a.ext_unix_sk,
+                shell_job: a.shell_job,
+                file_locks: a.file_locks,
+                manage_cgroups_mode: a.manage_cgroups_mode,
+                criu: None,
+            },
+        )?,
         Cmd::Pause { id: i } => rt.pause(&id(&i)?)?,
         Cmd::Resume { id: i } => rt.resume(&id(&i)?)?,
         Cmd::Update(a) => {

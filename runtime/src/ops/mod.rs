@@ -1,9 +1,11 @@
 //! The runtime's commands, as library calls: what `berth-runc <cmd>` runs.
 
+mod checkpoint;
 mod exec;
 mod lifecycle;
 mod manage;
 
+pub use checkpoint::{CheckpointOpts, dump_args};
 pub use exec::ExecOpts;
 pub use lifecycle::{CreateOpts, RunOpts};
 pub use manage::{ListFormat, UpdateFlags};

@@ -195,6 +195,11 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
     }
     if let Some(slave) = &console {
         dev::become_console(slave)?;
+    } else {
+        // Its own session without a terminal, as runc's init: the
+        // container's processes are not in a session whose leader is
+        // outside (CRIU refuses to dump such a tree).
+        nix::unistd::setsid().map_err(nix("setsid"))?;
     }
     drop(console);
     if !args.no_new_keyring {

@@ -114,7 +114,7 @@ fn mount_point_of(path: &std::path::Path) -> Result<std::path::PathBuf, RootfsEr
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(s: &str) -> String {
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
