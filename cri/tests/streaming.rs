@@ -142,13 +142,11 @@ fn http_get(port: u16, deadline: Instant) -> String {
     }
 }
 
-#[tokio::test]
-async fn exec_and_port_forward_through_crictl() {
-    let b = Berthd::start(41);
-    b.pull(&busybox());
-    b.pull(WEB);
+/// A pod with a sleeping busybox `sh` container and the `web` container:
+/// the runtime client, the pod id and sh's id.
+async fn sh_and_web(b: &Berthd) -> (Rt, String, String) {
     let mut rt = b.runtime().await;
-    let config = pod(&b);
+    let config = pod(b);
     let pod_id = rt
         .run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(config.clone()),
@@ -166,19 +164,32 @@ async fn exec_and_port_forward_through_crictl() {
     )
     .await;
     run(&mut rt, &pod_id, &config, container("web", WEB, &[])).await;
+    (rt, pod_id, sh)
+}
+
+/// The streaming URL of an `Exec` of `true` in `id`.
+async fn exec_url(rt: &mut Rt, id: &str) -> String {
+    rt.exec(cri::ExecRequest {
+        container_id: id.into(),
+        cmd: vec!["true".into()],
+        stdout: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .url
+}
+
+#[tokio::test]
+async fn exec_and_port_forward_through_crictl() {
+    let b = Berthd::start(41);
+    b.pull(&busybox());
+    b.pull(WEB);
+    let (mut rt, pod_id, sh) = sh_and_web(&b).await;
 
     // The URL names the server and a token; it is single use.
-    let url = rt
-        .exec(cri::ExecRequest {
-            container_id: sh.clone(),
-            cmd: vec!["true".into()],
-            stdout: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = exec_url(&mut rt, &sh).await;
     assert!(
         url.starts_with("http://127.0.0.1:") && url.contains("/exec/"),
         "{url}"
@@ -515,37 +526,9 @@ async fn exec_and_port_forward_over_tls() {
     b.reconfigure(&format!(
         "stream_tls_cert_file = {cert:?}\nstream_tls_key_file = {key:?}\n"
     ));
-    let mut rt = b.runtime().await;
-    let config = pod(&b);
-    let pod_id = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    let sh = run(
-        &mut rt,
-        &pod_id,
-        &config,
-        container("sh", &busybox(), &["sleep", "3600"]),
-    )
-    .await;
-    run(&mut rt, &pod_id, &config, container("web", WEB, &[])).await;
+    let (mut rt, pod_id, sh) = sh_and_web(&b).await;
 
-    let url = rt
-        .exec(cri::ExecRequest {
-            container_id: sh.clone(),
-            cmd: vec!["true".into()],
-            stdout: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = exec_url(&mut rt, &sh).await;
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     // Plain HTTP to the TLS port gets no HTTP answer.

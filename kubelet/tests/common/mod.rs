@@ -43,9 +43,17 @@ pub fn slot(salt: u32) -> u32 {
     (std::process::id().wrapping_mul(31).wrapping_add(salt * 11)) % 200 + 20
 }
 
-/// Upstream's kubelet: its API port, its node link (name, IP), its
-/// environment.
-type Upstream = (u16, (String, String), Vec<(String, String)>);
+/// A node run by upstream's kubelet (the test bed's `kubelet`).
+pub struct Upstream {
+    /// Where its API (exec, attach, port-forward, logs, metrics) listens.
+    pub port: u16,
+    /// A portless bridge of this node's own holding its node IP (upstream
+    /// refuses a loopback one); removed on drop.
+    link: String,
+    pub ip: String,
+    /// Its environment.
+    env: Vec<(String, String)>,
+}
 
 pub struct Node {
     pub dir: tempfile::TempDir,
@@ -63,14 +71,8 @@ pub struct Node {
     /// API server mode: the node's kubeconfig, and extra kubelet flags.
     pub kubeconfig: Option<PathBuf>,
     pub extra_args: Vec<String>,
-    /// The kubelet is upstream's (the test bed's `kubelet`), serving its
-    /// API (exec, attach, port-forward, logs, metrics) on this port.
-    pub upstream_port: Option<u16>,
-    /// A portless bridge of this node's own holding its node IP (upstream's
-    /// kubelet refuses a loopback one); removed on drop.
-    node_link: Option<(String, String)>,
-    /// Environment of upstream's kubelet.
-    kubelet_env: Vec<(String, String)>,
+    /// The kubelet is upstream's.
+    pub upstream: Option<Upstream>,
 }
 
 impl Node {
@@ -96,9 +98,9 @@ impl Node {
     /// Upstream's kubelet on this node's berthd (with `berthd_toml` added
     /// to berthd's config), joined as `up-<pid>-<slot>`: what berthd serves
     /// a kubelet, checked against the reference kubelet. Its node IP and
-    /// API address is 10.205.<slot>.1 on a portless bridge of its own (no
-    /// dummy links in this kernel) (upstream
-    /// refuses a loopback node IP), where the API server reaches it.
+    /// API address is 10.205.<slot>.1 on a portless bridge of its own
+    /// (upstream refuses a loopback node IP; this kernel has no dummy
+    /// links), where the API server reaches it.
     ///
     /// `trusted_ca` (a PEM file) is the kubelet's only trust root for the
     /// streaming server's certificate (`SSL_CERT_FILE`): upstream's kubelet
@@ -120,16 +122,20 @@ impl Node {
             }
         }
         let kc = node_kubeconfig(&name);
-        let port = 23000 + n as u16;
-        let env = trusted_ca
-            .map(|ca| vec![("SSL_CERT_FILE".to_owned(), ca.display().to_string())])
-            .unwrap_or_default();
+        let upstream = Upstream {
+            port: 23000 + n as u16,
+            link,
+            ip,
+            env: trusted_ca
+                .map(|ca| vec![("SSL_CERT_FILE".to_owned(), ca.display().to_string())])
+                .unwrap_or_default(),
+        };
         Self::start_with(
             salt,
             name,
             Some(kc),
             Vec::new(),
-            Some((port, (link, ip), env)),
+            Some(upstream),
             berthd_toml,
         )
     }
@@ -142,10 +148,6 @@ impl Node {
         upstream: Option<Upstream>,
         berthd_toml: &str,
     ) -> Node {
-        let (upstream_port, node_link, kubelet_env) = match upstream {
-            Some((port, link, env)) => (Some(port), Some(link), env),
-            None => (None, None, Vec::new()),
-        };
         let dir = tempfile::tempdir().unwrap();
         let n = slot(salt);
         let bridge = format!("bk{}x{n}", std::process::id() % 100_000);
@@ -207,9 +209,7 @@ impl Node {
             kubelet_runs: 0,
             kubeconfig,
             extra_args,
-            upstream_port,
-            node_link,
-            kubelet_env,
+            upstream,
         };
         node.start_berthd();
         node.start_kubelet();
@@ -288,9 +288,7 @@ impl Node {
             kubelet_runs: 0,
             kubeconfig,
             extra_args: Vec::new(),
-            upstream_port: None,
-            node_link: None,
-            kubelet_env: Vec::new(),
+            upstream: None,
         };
         node.start_kubelet();
         Some(node)
@@ -304,8 +302,8 @@ impl Node {
                 .join(format!("kubelet-{}.log", self.kubelet_runs)),
         )
         .unwrap();
-        if let Some(port) = self.upstream_port {
-            return self.start_upstream_kubelet(port, log);
+        if self.upstream.is_some() {
+            return self.start_upstream_kubelet(log);
         }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth-kubelet"));
         if let Some(kc) = &self.kubeconfig {
@@ -334,12 +332,12 @@ impl Node {
     /// API open to the API server's client certificate (anonymous, always
     /// allowed: the test bed's loopback only), pod and container stats
     /// from the CRI.
-    fn start_upstream_kubelet(&mut self, port: u16, log: std::fs::File) {
+    fn start_upstream_kubelet(&mut self, log: std::fs::File) {
         let bin = std::env::var("BERTH_UPSTREAM_KUBELET").unwrap_or_else(|_| {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../_output/bin/kubelet").into()
         });
         let d = self.dir.path();
-        let (_, ip) = self.node_link.as_ref().expect("the node link is up");
+        let Upstream { port, ip, env, .. } = self.upstream.as_ref().expect("an upstream node");
         std::fs::write(
             d.join("upstream-kubelet.yaml"),
             format!(
@@ -379,7 +377,7 @@ featureGates: {{PodAndContainerStatsFromCRI: true}}
             .arg(d.join("pki"))
             .arg(format!("--node-ip={ip}"))
             .arg(format!("--hostname-override={}", self.node))
-            .envs(self.kubelet_env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("run upstream's kubelet (BERTH_UPSTREAM_KUBELET, default _output/bin/kubelet)");
@@ -628,7 +626,7 @@ impl Drop for Node {
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
             .status();
-        if let Some((link, _)) = &self.node_link {
+        if let Some(Upstream { link, .. }) = &self.upstream {
             let _ = Command::new("ip").args(["link", "del", link]).status();
         }
         unmount_under(self.dir.path());
