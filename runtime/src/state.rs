@@ -98,6 +98,9 @@ pub struct StateFile {
     /// The cached seccomp program and its load flags, for `exec`.
     #[serde(default)]
     pub seccomp: Option<(PathBuf, u64)>,
+    /// The seccomp agent of an SCMP_ACT_NOTIFY profile, for `exec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_listener: Option<crate::seccomp::Listener>,
 }
 
 /// A container known to the runtime: its state dir and recorded state.

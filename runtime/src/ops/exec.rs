@@ -49,11 +49,14 @@ impl Runtime {
         let process = self.exec_process(&c, o)?;
         let filter = match &c.state.seccomp {
             Some((path, flags)) => Some(
-                crate::seccomp::compile::Filter::from_cache(path, *flags).map_err(|source| {
-                    Error::Seccomp {
-                        id: id.to_string(),
-                        source,
-                    }
+                crate::seccomp::compile::Filter::from_cache(
+                    path,
+                    *flags,
+                    c.state.seccomp_listener.clone(),
+                )
+                .map_err(|source| Error::Seccomp {
+                    id: id.to_string(),
+                    source,
                 })?,
             ),
             None => None,
@@ -76,6 +79,9 @@ impl Runtime {
             console,
             preserve_fds: o.preserve_fds,
             seccomp: filter.as_ref(),
+            id: id.as_str(),
+            bundle: &c.state.bundle,
+            annotations: &c.state.annotations,
         };
         let pid = spawn(&args).map_err(Error::process(id))?;
         if let Some(sock) = &pidfd_socket {

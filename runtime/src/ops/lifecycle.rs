@@ -158,6 +158,7 @@ impl Runtime {
                     )),
                     _ => None,
                 },
+                seccomp_listener: seccomp.as_ref().and_then(|f| f.listener().cloned()),
             },
         };
         let kill_init = || {

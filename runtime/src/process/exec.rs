@@ -22,6 +22,10 @@ pub struct ExecArgs<'a> {
     pub console: Option<OwnedFd>,
     pub preserve_fds: u32,
     pub seccomp: Option<&'a crate::seccomp::compile::Filter>,
+    /// The container, as a seccomp agent learns it.
+    pub id: &'a str,
+    pub bundle: &'a std::path::Path,
+    pub annotations: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// The init's namespaces that differ from ours, opened (user first).
@@ -81,7 +85,23 @@ pub fn spawn(args: &ExecArgs<'_>) -> Result<i32, ProcessError> {
         // intermediate's PID on the shared channel.
         sync::send(psock.as_fd(), sync::GO, &[]).map_err(io_err("sync: send go"))?;
     }
-    super::expect(psock.as_fd(), sync::READY)?;
+    loop {
+        match super::recv(psock.as_fd())? {
+            (sync::SECCOMP, _, Some(fd)) => {
+                let st = crate::seccomp::notify::ProcessState {
+                    pid: proc_pid,
+                    id: args.id,
+                    status: "running",
+                    init_pid: args.init_pid,
+                    bundle: args.bundle,
+                    annotations: args.annotations,
+                };
+                super::forward_seccomp(args.seccomp, &st, fd)?;
+            }
+            (sync::READY, _, _) => break,
+            (t, _, _) => return Err(ProcessError::Protocol(t as char)),
+        }
+    }
     guard.0 = None;
     Ok(proc_pid)
 }
@@ -153,7 +173,13 @@ fn child(
         })?;
         dev::become_console(&slave)?;
     }
-    let exe = init::finalize(args.process, args.preserve_fds, args.seccomp)?;
+    let (exe, notify) = init::finalize(args.process, args.preserve_fds, args.seccomp)?;
+    if let Some(fd) = notify {
+        sync::send_fd(sock, sync::SECCOMP, fd.as_fd()).map_err(|source| InitError::Io {
+            what: "sync: send seccomp fd".into(),
+            source,
+        })?;
+    }
     sync::send(sock, sync::READY, &[]).map_err(|source| InitError::Io {
         what: "sync".into(),
         source,

@@ -214,7 +214,10 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
         }
     }
     let seccomp = args.seccomp;
-    let exe = finalize(&cfg.process, args.preserve_fds, seccomp)?;
+    let (exe, notify) = finalize(&cfg.process, args.preserve_fds, seccomp)?;
+    if let Some(fd) = notify {
+        sync::send_fd(sock, sync::SECCOMP, fd.as_fd()).map_err(io("sync: send seccomp fd"))?;
+    }
 
     sync::send(sock, sync::READY, &[]).map_err(io("sync: send ready"))?;
     match &args.gate {
@@ -232,12 +235,15 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
 }
 
 /// Identity, limits, capabilities, cwd and fds of the process about to run;
-/// returns the resolved executable. Shared with `exec`.
+/// returns the resolved executable, and the seccomp notify fd when the
+/// profile has SCMP_ACT_NOTIFY (such a filter is loaded here, not at exec:
+/// the agent must have the fd before start). Shared with `exec`.
 pub fn finalize(
     p: &ProcessConfig,
     preserve_fds: u32,
     seccomp: Option<&crate::seccomp::compile::Filter>,
-) -> Result<CString, InitError> {
+) -> Result<(CString, Option<OwnedFd>), InitError> {
+    let mut notify = None;
     for r in &p.rlimits {
         let lim = libc::rlimit {
             rlim_cur: r.soft,
@@ -274,7 +280,7 @@ pub fn finalize(
     if let Some(f) = seccomp
         && !p.no_new_privs
     {
-        f.load()?;
+        notify = f.load()?;
     }
     sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0).map_err(io("keep capabilities"))?;
     sys::set_ids(p.user.uid, p.user.gid, &p.user.additional_gids)
@@ -302,7 +308,13 @@ pub fn finalize(
     for fd in 3..3 + preserve_fds as i32 {
         sys::fd::keep_on_exec(fd).map_err(io(format!("preserve fd {fd}")))?;
     }
-    Ok(exe)
+    if let Some(f) = seccomp
+        && p.no_new_privs
+        && f.listener().is_some()
+    {
+        notify = f.load()?;
+    }
+    Ok((exe, notify))
 }
 
 /// exec the process; the seccomp filter (with no_new_privs) goes on last so
@@ -314,6 +326,7 @@ pub fn exec(
 ) -> Result<Infallible, InitError> {
     if let Some(f) = seccomp
         && p.no_new_privs
+        && f.listener().is_none()
     {
         f.load()?;
     }

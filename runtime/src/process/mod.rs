@@ -37,6 +37,8 @@ pub enum ProcessError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Hook(#[from] hooks::HookError),
+    #[error(transparent)]
+    SeccompNotify(#[from] crate::seccomp::notify::NotifyError),
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
@@ -155,12 +157,23 @@ pub fn spawn(
     }
     loop {
         match recv(ps)? {
-            (sync::HOOKS, _) => {
+            (sync::HOOKS, _, _) => {
                 run_hooks(init_pid)?;
                 sync::send(ps, sync::GO, &[]).map_err(io_err("sync: send go"))?;
             }
-            (sync::READY, _) => break,
-            (t, _) => return Err(ProcessError::Protocol(t as char)),
+            (sync::SECCOMP, _, Some(fd)) => {
+                let st = crate::seccomp::notify::ProcessState {
+                    pid: init_pid,
+                    id: args.id,
+                    status: "creating",
+                    init_pid,
+                    bundle: &args.cfg.bundle,
+                    annotations: &args.cfg.annotations,
+                };
+                forward_seccomp(args.seccomp, &st, fd)?;
+            }
+            (sync::READY, _, _) => break,
+            (t, _, _) => return Err(ProcessError::Protocol(t as char)),
         }
     }
     guard.0 = None;
@@ -170,10 +183,10 @@ pub fn spawn(
     })
 }
 
-fn recv(sock: std::os::fd::BorrowedFd<'_>) -> Result<(u8, Vec<u8>), ProcessError> {
-    match sync::recv(sock).map_err(io_err("sync: receive"))? {
+fn recv(sock: std::os::fd::BorrowedFd<'_>) -> Result<sync::Msg, ProcessError> {
+    match sync::recv_with_fd(sock).map_err(io_err("sync: receive"))? {
         None => Err(ProcessError::InitGone),
-        Some((sync::ERROR, msg)) => Err(ProcessError::Init(
+        Some((sync::ERROR, msg, _)) => Err(ProcessError::Init(
             String::from_utf8_lossy(&msg).into_owned(),
         )),
         Some(m) => Ok(m),
@@ -182,9 +195,22 @@ fn recv(sock: std::os::fd::BorrowedFd<'_>) -> Result<(u8, Vec<u8>), ProcessError
 
 pub(crate) fn expect(sock: std::os::fd::BorrowedFd<'_>, tag: u8) -> Result<Vec<u8>, ProcessError> {
     match recv(sock)? {
-        (t, p) if t == tag => Ok(p),
-        (t, _) => Err(ProcessError::Protocol(t as char)),
+        (t, p, _) if t == tag => Ok(p),
+        (t, _, _) => Err(ProcessError::Protocol(t as char)),
     }
+}
+
+/// Hand a notify fd from the child to the profile's seccomp agent.
+pub(crate) fn forward_seccomp(
+    filter: Option<&crate::seccomp::compile::Filter>,
+    st: &crate::seccomp::notify::ProcessState<'_>,
+    fd: OwnedFd,
+) -> Result<(), ProcessError> {
+    let l = filter
+        .and_then(|f| f.listener())
+        .ok_or(ProcessError::Protocol(sync::SECCOMP as char))?;
+    crate::seccomp::notify::send(l, st, fd.as_fd())?;
+    Ok(())
 }
 
 fn write_id_maps(pid: i32, cfg: &Config) -> Result<(), ProcessError> {

@@ -3,7 +3,7 @@
 //! Ready); hooks and the intermediate process add one pair each.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Parent -> child: maps and cgroup are in place, continue.
 pub const GO: u8 = b'G';
@@ -19,6 +19,10 @@ pub const READY: u8 = b'R';
 pub const ERROR: u8 = b'E';
 /// Parent -> init (`run`): start now.
 pub const START: u8 = b'S';
+/// Init -> parent: the seccomp notify fd rides along (SCM_RIGHTS); the
+/// parent hands it to the seccomp agent. No answer: a notified syscall
+/// simply waits for the agent.
+pub const SECCOMP: u8 = b'N';
 
 pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
@@ -48,23 +52,55 @@ pub fn send(sock: BorrowedFd<'_>, tag: u8, payload: &[u8]) -> io::Result<()> {
     }
 }
 
-/// One message; `None` when the peer closed the channel.
+/// A message with an fd attached (`SECCOMP`).
+pub fn send_fd(sock: BorrowedFd<'_>, tag: u8, fd: BorrowedFd<'_>) -> io::Result<()> {
+    crate::sys::send_fd_with(sock, &[tag], fd.as_raw_fd())
+}
+
+/// One message; `None` when the peer closed the channel. An fd sent along
+/// is closed.
 pub fn recv(sock: BorrowedFd<'_>) -> io::Result<Option<(u8, Vec<u8>)>> {
+    Ok(recv_with_fd(sock)?.map(|(t, p, _)| (t, p)))
+}
+
+/// A message: its tag, its payload, and the fd sent with it, if any.
+pub type Msg = (u8, Vec<u8>, Option<OwnedFd>);
+
+/// One message; `None` when the peer closed the channel.
+pub fn recv_with_fd(sock: BorrowedFd<'_>) -> io::Result<Option<Msg>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = vec![0u8; 8192];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
     loop {
-        match nix::sys::socket::recv(
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let (n, fd) = match recvmsg::<()>(
             sock.as_raw_fd(),
-            &mut buf,
-            nix::sys::socket::MsgFlags::empty(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
-            Ok(0) => return Ok(None),
-            Ok(n) => {
-                buf.truncate(n);
-                let tag = buf.remove(0);
-                return Ok(Some((tag, buf)));
+            Ok(msg) => {
+                let mut fd = None;
+                for c in msg.cmsgs().map_err(io::Error::from)? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for f in fds {
+                            // SAFETY: the kernel installed `f` in our table
+                            // for this message; nothing else owns it.
+                            let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                            fd.get_or_insert(owned);
+                        }
+                    }
+                }
+                (msg.bytes, fd)
             }
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Ok(None);
         }
+        buf.truncate(n);
+        let tag = buf.remove(0);
+        return Ok(Some((tag, buf, fd)));
     }
 }

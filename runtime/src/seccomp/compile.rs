@@ -24,8 +24,6 @@ pub enum SeccompError {
         #[source]
         source: std::io::Error,
     },
-    #[error("seccomp: {0}")]
-    Unsupported(String),
 }
 
 /// A compiled filter, ready to load.
@@ -33,15 +31,26 @@ pub enum SeccompError {
 pub struct Filter {
     bpf: Vec<u8>,
     flags: u64,
+    /// Where the notify fd goes, when the profile has SCMP_ACT_NOTIFY.
+    listener: Option<super::Listener>,
 }
 
 const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
 const FLAG_LOG: u64 = 1 << 1;
 const FLAG_SPEC_ALLOW: u64 = 1 << 2;
+const FLAG_NEW_LISTENER: u64 = 1 << 3;
 const FLAG_WAIT_KILLABLE_RECV: u64 = 1 << 5;
 
 impl Filter {
-    pub fn load(&self) -> Result<(), SeccompError> {
+    /// Load the filter on the calling thread. With SCMP_ACT_NOTIFY in the
+    /// profile, the kernel hands back the notify fd (close-on-exec), which
+    /// is returned for the seccomp agent at `listenerPath`.
+    pub fn load(&self) -> Result<Option<std::os::fd::OwnedFd>, SeccompError> {
+        let flags = if self.listener.is_some() {
+            self.flags | FLAG_NEW_LISTENER
+        } else {
+            self.flags
+        };
         let prog = libc::sock_fprog {
             len: (self.bpf.len() / std::mem::size_of::<libc::sock_filter>()) as u16,
             filter: self.bpf.as_ptr() as *mut libc::sock_filter,
@@ -52,7 +61,7 @@ impl Filter {
             libc::syscall(
                 libc::SYS_seccomp,
                 SECCOMP_SET_MODE_FILTER,
-                self.flags,
+                flags,
                 &prog as *const libc::sock_fprog,
             )
         };
@@ -62,7 +71,19 @@ impl Filter {
                 source: std::io::Error::last_os_error(),
             });
         }
-        Ok(())
+        if self.listener.is_none() {
+            return Ok(None);
+        }
+        // SAFETY: with NEW_LISTENER a successful seccomp(2) returns a new
+        // fd that nothing else owns.
+        Ok(Some(unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r as i32)
+        }))
+    }
+
+    /// The seccomp agent to hand the notify fd to, if the profile has one.
+    pub fn listener(&self) -> Option<&super::Listener> {
+        self.listener.as_ref()
     }
 
     /// The flags to record in state, for `from_cache`.
@@ -71,7 +92,11 @@ impl Filter {
     }
 
     /// Reload a program cached by `load_or_compile` (for `exec`).
-    pub fn from_cache(path: &Path, flags: u64) -> Result<Self, SeccompError> {
+    pub fn from_cache(
+        path: &Path,
+        flags: u64,
+        listener: Option<super::Listener>,
+    ) -> Result<Self, SeccompError> {
         let bpf = std::fs::read(path).map_err(|source| SeccompError::Io {
             what: format!("read {}", path.display()),
             source,
@@ -79,6 +104,7 @@ impl Filter {
         Ok(Filter {
             bpf,
             flags: flags as libc::c_ulong,
+            listener,
         })
     }
 
@@ -119,19 +145,19 @@ pub fn cache_path(p: &Profile, root: &Path) -> std::path::PathBuf {
 }
 
 pub fn load_or_compile(p: &Profile, root: &Path) -> Result<Filter, SeccompError> {
-    if p.uses_notify() {
-        return Err(SeccompError::Unsupported(
-            "SCMP_ACT_NOTIFY is not supported by berth-runc yet".into(),
-        ));
-    }
     let flags = flags_of(p);
+    let listener = p.listener();
     let dir = root.join(".cache").join("seccomp");
     let file = dir.join(format!("{}.bpf", digest(p)));
     if let Ok(bpf) = std::fs::read(&file)
         && bpf.len() % std::mem::size_of::<libc::sock_filter>() == 0
         && !bpf.is_empty()
     {
-        return Ok(Filter { bpf, flags });
+        return Ok(Filter {
+            bpf,
+            flags,
+            listener,
+        });
     }
     let bpf = compile(p)?;
     let io = |what: &str| {
@@ -145,7 +171,11 @@ pub fn load_or_compile(p: &Profile, root: &Path) -> Result<Filter, SeccompError>
         &bpf,
     )
     .map_err(io("write cache"))?;
-    Ok(Filter { bpf, flags })
+    Ok(Filter {
+        bpf,
+        flags,
+        listener,
+    })
 }
 
 fn action(a: Action) -> ScmpAction {

@@ -143,6 +143,28 @@ impl Profile {
         self.default_action == Action::Notify
             || self.rules.iter().any(|r| r.action == Action::Notify)
     }
+
+    /// The seccomp agent, when an action is SCMP_ACT_NOTIFY (validation
+    /// guarantees the path then).
+    pub fn listener(&self) -> Option<Listener> {
+        if !self.uses_notify() {
+            return None;
+        }
+        Some(Listener {
+            path: self.listener_path.clone()?,
+            metadata: self.listener_metadata.clone(),
+        })
+    }
+}
+
+/// A seccomp agent: the unix socket that gets the container process state
+/// and the notify fd (`linux.seccomp.listenerPath`), and the opaque
+/// `listenerMetadata` passed along.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Listener {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
 }
 
 /// Validate `linux.seccomp`; the error is (field, message).
@@ -219,12 +241,30 @@ pub fn validate(s: &spec::Seccomp) -> Result<Profile, (String, String)> {
         listener_metadata: s.listener_metadata.clone(),
         rules,
     };
-    if profile.uses_notify() && profile.listener_path.is_none() {
+    if profile.uses_notify() && profile.listener_path.as_deref().unwrap_or("").is_empty() {
         return Err((
             "linux.seccomp.listenerPath".into(),
             "required when an action is SCMP_ACT_NOTIFY".into(),
         ));
     }
+    // The process hands its notify fd over with sendmsg once the filter is
+    // on: notifying on that call, or on everything, would wait for an agent
+    // that has no fd yet.
+    if profile.default_action == Action::Notify {
+        return Err((
+            "linux.seccomp.defaultAction".into(),
+            "SCMP_ACT_NOTIFY cannot be the default action (the runtime needs sendmsg to hand the notify fd to the agent)".into(),
+        ));
+    }
+    for (i, r) in profile.rules.iter().enumerate() {
+        if r.action == Action::Notify && r.names.iter().any(|n| n == "sendmsg") {
+            return Err((
+                format!("linux.seccomp.syscalls[{i}].action"),
+                "SCMP_ACT_NOTIFY cannot be used for sendmsg (the runtime needs it to hand the notify fd to the agent)".into(),
+            ));
+        }
+    }
     Ok(profile)
 }
 pub mod compile;
+pub mod notify;

@@ -311,14 +311,19 @@ pub fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
 
 /// Send one fd over a unix socket (SCM_RIGHTS) with a one-byte payload.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: RawFd) -> io::Result<()> {
+    send_fd_with(sock, b"\0", fd)
+}
+
+/// Send `data` with one fd (SCM_RIGHTS) in the same message.
+pub fn send_fd_with(sock: BorrowedFd<'_>, data: &[u8], fd: RawFd) -> io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     let fds = [fd];
-    let iov = [io::IoSlice::new(b"\0")];
+    let iov = [io::IoSlice::new(data)];
     sendmsg::<()>(
         sock.as_raw_fd(),
         &iov,
         &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
+        MsgFlags::MSG_NOSIGNAL,
         None,
     )
     .map(drop)
