@@ -242,12 +242,36 @@ pub struct MountConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountKind {
-    /// Bind mount of a host path (absolute).
-    Bind { source: PathBuf, recursive: bool },
+    /// Bind mount of a host path (absolute), idmapped when `idmap` is set.
+    Bind {
+        source: PathBuf,
+        recursive: bool,
+        idmap: Option<Idmap>,
+    },
     /// `cgroup`/`cgroup2`: the container's own cgroups.
     Cgroup,
     /// Any other file system (proc, sysfs, tmpfs, devpts, mqueue, ...).
     Fs { fstype: String, source: String },
+}
+
+/// An idmapped bind mount: the ids of the source file system are shown
+/// through a user namespace's mappings (MOUNT_ATTR_IDMAP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idmap {
+    pub users: IdmapUsers,
+    /// `ridmap`: submounts are idmapped too.
+    pub recursive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdmapUsers {
+    /// The mount's own `uidMappings`/`gidMappings`, or the container's.
+    Maps {
+        uid: Vec<super::spec::IdMapping>,
+        gid: Vec<super::spec::IdMapping>,
+    },
+    /// The user namespace the container joins.
+    Joined(PathBuf),
 }
 
 #[derive(Debug, Clone)]

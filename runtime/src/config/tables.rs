@@ -94,8 +94,8 @@ pub enum MountOpt {
     Propagation(u64),
     /// Recursive attribute via mount_setattr: (set, clear).
     Attr(u64, u64),
-    /// Idmapped mount (`idmap`, `ridmap`).
-    Idmap,
+    /// Idmapped mount: `idmap`, or `ridmap` (submounts too).
+    Idmap { recursive: bool },
     /// Accepted and ignored (e.g. `tmpcopyup` is a runc extension).
     Ignored,
 }
@@ -177,7 +177,8 @@ pub fn mount_option(opt: &str) -> Option<MountOpt> {
         "rnostrictatime" => Attr(0, ATTR_ATIME_MASK),
         "rnosymfollow" => Attr(ATTR_NOSYMFOLLOW, 0),
         "rsymfollow" => Attr(0, ATTR_NOSYMFOLLOW),
-        "idmap" | "ridmap" => Idmap,
+        "idmap" => Idmap { recursive: false },
+        "ridmap" => Idmap { recursive: true },
         "tmpcopyup" => Ignored,
         _ => return None,
     })

@@ -128,9 +128,21 @@ pub fn validate(bundle: &Path, s: &Spec) -> Result<Config, ConfigError> {
         return Err(invalid("domainname", "needs a private uts namespace"));
     }
 
+    // What an `idmap` option without mappings of its own maps through.
+    let container_users =
+        if let Some((_, p)) = namespaces.join.iter().find(|(k, _)| *k == NsKind::User) {
+            Some(IdmapUsers::Joined(p.clone()))
+        } else if namespaces.is_new(NsKind::User) {
+            Some(IdmapUsers::Maps {
+                uid: linux.uid_mappings.clone(),
+                gid: linux.gid_mappings.clone(),
+            })
+        } else {
+            None
+        };
     let mut mounts = Vec::with_capacity(s.mounts.len());
     for (i, m) in s.mounts.iter().enumerate() {
-        mounts.push(mount(&bundle, i, m)?);
+        mounts.push(mount(&bundle, i, m, &container_users)?);
     }
     if !namespaces.is_new(NsKind::Mount) {
         return Err(invalid(
@@ -521,12 +533,18 @@ fn scheduler(at: &str, s: &spec::Scheduler) -> Result<SchedAttr, (String, String
     })
 }
 
-fn mount(bundle: &Path, i: usize, m: &spec::Mount) -> Result<MountConfig, ConfigError> {
+fn mount(
+    bundle: &Path,
+    i: usize,
+    m: &spec::Mount,
+    container_users: &Option<IdmapUsers>,
+) -> Result<MountConfig, ConfigError> {
     let destination = container_path(&format!("mounts[{i}].destination"), &m.destination)?;
     let mut flags = 0u64;
     let mut propagation = Vec::new();
     let mut data = Vec::new();
     let (mut attr_set, mut attr_clr) = (0u64, 0u64);
+    let mut idmap_opt: Option<(usize, bool)> = None;
     for (j, o) in m.options.iter().enumerate() {
         match tables::mount_option(o) {
             Some(MountOpt::Set(f)) => flags |= f,
@@ -536,24 +554,20 @@ fn mount(bundle: &Path, i: usize, m: &spec::Mount) -> Result<MountConfig, Config
                 attr_set = (attr_set & !c) | s;
                 attr_clr |= c;
             }
-            Some(MountOpt::Idmap) => {
-                return Err(invalid(
-                    format!("mounts[{i}].options[{j}]"),
-                    "idmapped mounts are not supported by berth-runc yet",
-                ));
-            }
+            Some(MountOpt::Idmap { recursive }) => idmap_opt = Some((j, recursive)),
             Some(MountOpt::Ignored) => {}
             None => data.push(o.as_str()),
         }
     }
-    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(invalid(
-            format!("mounts[{i}].uidMappings"),
-            "idmapped mounts are not supported by berth-runc yet",
-        ));
-    }
     let fstype = m.kind.as_deref().unwrap_or("");
     let is_bind = fstype == "bind" || flags & libc::MS_BIND != 0;
+    let idmap = idmap_of(i, m, idmap_opt, container_users)?;
+    if idmap.is_some() && !is_bind {
+        return Err(invalid(
+            format!("mounts[{i}].type"),
+            "idmapped mounts are bind mounts only",
+        ));
+    }
     let kind = if is_bind {
         let src = m
             .source
@@ -571,6 +585,7 @@ fn mount(bundle: &Path, i: usize, m: &spec::Mount) -> Result<MountConfig, Config
         MountKind::Bind {
             source,
             recursive: flags & libc::MS_REC != 0,
+            idmap,
         }
     } else if fstype == "cgroup" || fstype == "cgroup2" {
         MountKind::Cgroup
@@ -595,6 +610,56 @@ fn mount(bundle: &Path, i: usize, m: &spec::Mount) -> Result<MountConfig, Config
         attr_set,
         attr_clr,
     })
+}
+
+/// The idmapping of mount `i`: its own mappings (both needed), or with only
+/// an `idmap`/`ridmap` option, the container's user namespace (as runc).
+fn idmap_of(
+    i: usize,
+    m: &spec::Mount,
+    option: Option<(usize, bool)>,
+    container_users: &Option<IdmapUsers>,
+) -> Result<Option<Idmap>, ConfigError> {
+    let recursive = option.is_some_and(|(_, r)| r);
+    let users = match (m.uid_mappings.is_empty(), m.gid_mappings.is_empty()) {
+        (false, false) => IdmapUsers::Maps {
+            uid: m.uid_mappings.clone(),
+            gid: m.gid_mappings.clone(),
+        },
+        (false, true) => {
+            return Err(invalid(
+                format!("mounts[{i}].gidMappings"),
+                "required with uidMappings",
+            ));
+        }
+        (true, false) => {
+            return Err(invalid(
+                format!("mounts[{i}].uidMappings"),
+                "required with gidMappings",
+            ));
+        }
+        (true, true) => match (option, container_users) {
+            (None, _) => return Ok(None),
+            (Some(_), Some(u)) => u.clone(),
+            (Some((j, _)), None) => {
+                return Err(invalid(
+                    format!("mounts[{i}].options[{j}]"),
+                    "idmap needs uidMappings and gidMappings, or a user namespace to take them from",
+                ));
+            }
+        },
+    };
+    if let IdmapUsers::Maps { uid, gid } = &users {
+        for (what, maps) in [("uidMappings", uid), ("gidMappings", gid)] {
+            if let Some(k) = maps.iter().position(|x| x.size == 0) {
+                return Err(invalid(
+                    format!("mounts[{i}].{what}[{k}].size"),
+                    "must not be 0",
+                ));
+            }
+        }
+    }
+    Ok(Some(Idmap { users, recursive }))
 }
 
 fn device(i: usize, d: &spec::Device) -> Result<DeviceNode, ConfigError> {

@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::{InitArgs, StartGate, hooks, sync};
 use crate::config::{NsKind, ProcessConfig};
+use crate::rootfs::idmap::IdmapTrees;
 use crate::rootfs::{self, RootfsError, dev, mount};
 use crate::sys;
 
@@ -48,8 +49,8 @@ fn nix(what: impl Into<String>) -> impl FnOnce(nix::Error) -> InitError {
 }
 
 /// Entry point in the cloned child.
-pub fn child(args: &InitArgs<'_>, sock: OwnedFd, direct: bool) -> ! {
-    let Err(e) = run(args, sock.as_fd(), direct);
+pub fn child(args: &InitArgs<'_>, sock: OwnedFd, direct: bool, idmapped: &IdmapTrees) -> ! {
+    let Err(e) = run(args, sock.as_fd(), direct, idmapped);
     let _ = sync::send(sock.as_fd(), sync::ERROR, super::chain(&e).as_bytes());
     sys::exit_now(1)
 }
@@ -62,7 +63,12 @@ fn wait_go(sock: BorrowedFd<'_>) -> Result<(), InitError> {
     }
 }
 
-fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infallible, InitError> {
+fn run(
+    args: &InitArgs<'_>,
+    sock: BorrowedFd<'_>,
+    direct: bool,
+    idmapped: &IdmapTrees,
+) -> Result<Infallible, InitError> {
     let cfg = args.cfg;
     let ns = &cfg.linux.namespaces;
     sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).map_err(io("set non-dumpable"))?;
@@ -131,7 +137,13 @@ fn run(args: &InitArgs<'_>, sock: BorrowedFd<'_>, direct: bool) -> Result<Infall
         if m.kind == crate::config::MountKind::Cgroup {
             barrier.pass(sock)?;
         }
-        mount::mount_one(root.as_fd(), m, args.cgroup, cgroupns)?;
+        mount::mount_one(
+            root.as_fd(),
+            m,
+            args.cgroup,
+            cgroupns,
+            idmapped.get(m.index),
+        )?;
     }
     barrier.pass(sock)?;
     let dev_bound = cfg.mounts.iter().any(|m| {

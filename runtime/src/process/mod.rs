@@ -39,6 +39,8 @@ pub enum ProcessError {
     Hook(#[from] hooks::HookError),
     #[error(transparent)]
     SeccompNotify(#[from] crate::seccomp::notify::NotifyError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
@@ -122,14 +124,17 @@ pub fn spawn(
     args: &InitArgs<'_>,
     run_hooks: &mut dyn FnMut(i32) -> Result<(), ProcessError>,
 ) -> Result<Spawned, ProcessError> {
+    // Before the clone: the init inherits the trees.
+    let idmapped = crate::rootfs::idmap::prepare(&args.cfg.mounts)?;
     let (psock, csock) = sync::pair().map_err(io_err("socketpair"))?;
     let direct = direct_clone(args.cfg);
     let flags = if direct { new_ns_flags(args.cfg) } else { 0 };
     let pid = sys::clone3(flags, None).map_err(io_err("clone3"))?;
     if pid == 0 {
         drop(psock);
-        init::child(args, csock, direct);
+        init::child(args, csock, direct, &idmapped);
     }
+    drop(idmapped);
     drop(csock);
     let mut guard = ChildGuard(Some(pid));
     let ps = psock.as_fd();
@@ -214,11 +219,7 @@ pub(crate) fn forward_seccomp(
 }
 
 fn write_id_maps(pid: i32, cfg: &Config) -> Result<(), ProcessError> {
-    let fmt = |m: &[crate::config::spec::IdMapping]| -> String {
-        m.iter()
-            .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
-            .collect()
-    };
+    let fmt = crate::rootfs::idmap::map_lines;
     for (file, maps) in [
         ("uid_map", &cfg.linux.uid_mappings),
         ("gid_map", &cfg.linux.gid_mappings),

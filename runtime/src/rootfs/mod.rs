@@ -7,6 +7,7 @@
 //! /proc/self/fd/N (after checking /proc is procfs).
 
 pub mod dev;
+pub mod idmap;
 pub mod mount;
 pub mod resolve;
 

@@ -74,15 +74,20 @@ fn mounted(root: BorrowedFd<'_>, m: &MountConfig) -> Result<OwnedFd, RootfsError
         .ok_or_else(|| RootfsError::Check(format!("{}: vanished after mounting", field(m))))
 }
 
+/// Mount `m` at its destination under `root`. `idmapped` is the detached
+/// tree prepared for an idmapped bind (`rootfs::idmap`).
 pub fn mount_one(
     root: BorrowedFd<'_>,
     m: &MountConfig,
     cgroup: &CgroupPaths,
     cgroupns: bool,
+    idmapped: Option<BorrowedFd<'_>>,
 ) -> Result<(), RootfsError> {
     let data = (!m.data.is_empty()).then(|| CString::new(m.data.as_str()).expect("validated"));
     match &m.kind {
-        MountKind::Bind { source, recursive } => {
+        MountKind::Bind {
+            source, recursive, ..
+        } => {
             let is_dir = std::fs::metadata(source)
                 .map_err(io_err(format!(
                     "{}: stat source {}",
@@ -93,8 +98,15 @@ pub fn mount_one(
             let t = target(root, m, if is_dir { Leaf::Dir } else { Leaf::File })?;
             let src = CString::new(source.as_os_str().as_encoded_bytes()).expect("validated");
             let flags = libc::MS_BIND | if *recursive { libc::MS_REC } else { 0 };
-            sys::mount(Some(&src), &sys::fd_path(t.as_raw_fd()), None, flags, None)
-                .map_err(io_err(format!("{}: bind {}", field(m), source.display())))?;
+            match idmapped {
+                Some(tree) => sys::idmap::move_mount(tree, t.as_fd()).map_err(io_err(format!(
+                    "{}: attach the idmapped {}",
+                    field(m),
+                    source.display()
+                )))?,
+                None => sys::mount(Some(&src), &sys::fd_path(t.as_raw_fd()), None, flags, None)
+                    .map_err(io_err(format!("{}: bind {}", field(m), source.display())))?,
+            }
             if m.flags & REMOUNT_FLAGS != 0 {
                 let t = mounted(root, m)?;
                 let p = sys::fd_path(t.as_raw_fd());

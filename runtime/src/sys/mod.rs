@@ -7,6 +7,7 @@ pub mod bpf;
 pub mod caps;
 pub mod exe;
 pub mod fd;
+pub mod idmap;
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -156,11 +157,11 @@ pub fn mount(
 
 /// `struct mount_attr` (linux/mount.h).
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(crate) struct MountAttr {
+    pub(crate) attr_set: u64,
+    pub(crate) attr_clr: u64,
+    pub(crate) propagation: u64,
+    pub(crate) userns_fd: u64,
 }
 
 /// mount_setattr(2) on the mount `fd` refers to, recursively.
