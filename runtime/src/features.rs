@@ -27,7 +27,7 @@ pub fn features() -> Value {
                                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
             },
             "apparmor": {"enabled": true},
-            "selinux": {"enabled": false},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },

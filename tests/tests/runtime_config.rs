@@ -101,3 +101,30 @@ fn failing_init_leaves_nothing_behind() {
     assert!(!b.state_root.join(&b.id).exists());
     assert!(!b.cgroup_dir("memory").exists());
 }
+
+#[test]
+fn selinux_labels_are_refused_without_selinux_or_when_malformed() {
+    if !require_root() {
+        return;
+    }
+    let selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    let mut b = Bundle::new("cfg-selinux-shape");
+    b.config["process"]["selinuxLabel"] = "container_t".into();
+    b.write_config();
+    fails_cleanly(
+        &b,
+        "process.selinuxLabel: \"container_t\" is not an SELinux context",
+    );
+    if selinux {
+        // Where SELinux runs, well-formed labels are applied, not refused.
+        return;
+    }
+    let mut b = Bundle::new("cfg-selinux");
+    b.config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0".into();
+    b.write_config();
+    fails_cleanly(&b, "process.selinuxLabel: label");
+    let mut b = Bundle::new("cfg-mountlabel");
+    b.config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0".into();
+    b.write_config();
+    fails_cleanly(&b, "linux.mountLabel: label");
+}

@@ -194,7 +194,7 @@ struct ExecArgs {
     cap: Vec<String>,
     #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
-    /// Accepted and ignored: SELinux labels are not supported yet.
+    /// SELinux label for the process (the container's by default).
     #[arg(long)]
     process_label: Option<String>,
     /// AppArmor profile for the process (the container's by default).
@@ -332,6 +332,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 console_socket: a.console_socket.clone(),
                 preserve_fds: a.preserve_fds,
                 apparmor: a.apparmor.clone(),
+                process_label: a.process_label.clone(),
             };
             return rt.exec(&id(&a.id)?, &o);
         }

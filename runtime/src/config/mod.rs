@@ -11,7 +11,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use validate::{validate, validate_process};
+pub use validate::{selinux_label, validate, validate_process};
 
 /// Why a config could not be used. Every variant names the file and field.
 #[derive(Debug, thiserror::Error)]

@@ -71,6 +71,8 @@ pub struct ProcessConfig {
     pub scheduler: Option<SchedAttr>,
     /// AppArmor profile the process changes to at exec.
     pub apparmor_profile: Option<String>,
+    /// SELinux context for the process (`process.selinuxLabel`).
+    pub selinux_label: Option<String>,
 }
 
 /// `struct sched_attr` fields (linux/sched/types.h), already validated.

@@ -140,9 +140,19 @@ pub fn validate(bundle: &Path, s: &Spec) -> Result<Config, ConfigError> {
         } else {
             None
         };
+    let mount_label = match linux.mount_label.as_deref() {
+        None | Some("") => None,
+        Some(l) => Some(selinux_label("linux.mountLabel", l).map_err(|(f, m)| invalid(f, m))?),
+    };
     let mut mounts = Vec::with_capacity(s.mounts.len());
     for (i, m) in s.mounts.iter().enumerate() {
-        mounts.push(mount(&bundle, i, m, &container_users)?);
+        mounts.push(mount(
+            &bundle,
+            i,
+            m,
+            &container_users,
+            mount_label.as_deref(),
+        )?);
     }
     if !namespaces.is_new(NsKind::Mount) {
         return Err(invalid(
@@ -455,7 +465,14 @@ pub fn validate_process(
             Some(name.to_owned())
         }
     };
+    let selinux_label = match p.selinux_label.as_deref() {
+        None | Some("") => None,
+        Some(l) => {
+            Some(selinux_label(&format!("{at}.selinuxLabel"), l).map_err(|(f, m)| inv(f, m))?)
+        }
+    };
     Ok(ProcessConfig {
+        selinux_label,
         args,
         env,
         cwd: container_path(&format!("{at}.cwd"), cwd)?,
@@ -475,6 +492,24 @@ pub fn validate_process(
         scheduler,
         apparmor_profile,
     })
+}
+
+/// An SELinux context from the config: well formed, and refused on a host
+/// without SELinux rather than run unlabelled (as AppArmor profiles are).
+pub fn selinux_label(field: &str, l: &str) -> Result<String, (String, String)> {
+    if !crate::sys::selinux::valid_label(l) {
+        return Err((
+            field.to_owned(),
+            format!("{l:?} is not an SELinux context (user:role:type[:level])"),
+        ));
+    }
+    if !crate::sys::selinux::enabled() {
+        return Err((
+            field.to_owned(),
+            format!("label {l:?} asked for, but SELinux is not enabled on this host"),
+        ));
+    }
+    Ok(l.to_owned())
 }
 
 /// `process.scheduler`, checked as sched_setattr(2) would, with the field
@@ -538,6 +573,7 @@ fn mount(
     i: usize,
     m: &spec::Mount,
     container_users: &Option<IdmapUsers>,
+    mount_label: Option<&str>,
 ) -> Result<MountConfig, ConfigError> {
     let destination = container_path(&format!("mounts[{i}].destination"), &m.destination)?;
     let mut flags = 0u64;
@@ -600,16 +636,33 @@ fn mount(
             source: m.source.clone().unwrap_or_else(|| fstype.to_owned()),
         }
     };
+    let data = labelled(data.join(","), &kind, mount_label);
     Ok(MountConfig {
         index: i,
         destination,
         kind,
         flags,
         propagation,
-        data: data.join(","),
+        data,
         attr_set,
         attr_clr,
     })
+}
+
+/// linux.mountLabel labels the file systems the runtime makes (tmpfs,
+/// devpts, mqueue...) through their `context=` option; not proc/sysfs nor
+/// binds, as runc does.
+fn labelled(mut data: String, kind: &MountKind, label: Option<&str>) -> String {
+    if let (Some(l), MountKind::Fs { fstype, .. }) = (label, kind)
+        && fstype != "proc"
+        && fstype != "sysfs"
+    {
+        if !data.is_empty() {
+            data.push(',');
+        }
+        data.push_str(&format!("context=\"{l}\""));
+    }
+    data
 }
 
 /// The idmapping of mount `i`: its own mappings (both needed), or with only
@@ -750,6 +803,32 @@ fn sysctls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_label_goes_to_made_file_systems_only() {
+        let fs = |t: &str| MountKind::Fs {
+            fstype: t.into(),
+            source: t.into(),
+        };
+        let l = Some("system_u:object_r:container_file_t:s0");
+        assert_eq!(
+            labelled("mode=755".into(), &fs("tmpfs"), l),
+            "mode=755,context=\"system_u:object_r:container_file_t:s0\""
+        );
+        assert_eq!(
+            labelled(String::new(), &fs("devpts"), l),
+            "context=\"system_u:object_r:container_file_t:s0\""
+        );
+        assert_eq!(labelled(String::new(), &fs("proc"), l), "");
+        assert_eq!(labelled(String::new(), &fs("sysfs"), l), "");
+        let bind = MountKind::Bind {
+            source: "/x".into(),
+            recursive: false,
+            idmap: None,
+        };
+        assert_eq!(labelled("x".into(), &bind, l), "x");
+        assert_eq!(labelled("x".into(), &fs("tmpfs"), None), "x");
+    }
 
     fn bundle_with(json: serde_json::Value) -> (tempdir::Dir, Result<Config, ConfigError>) {
         let d = tempdir::Dir::new();

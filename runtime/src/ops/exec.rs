@@ -30,6 +30,8 @@ pub struct ExecOpts {
     pub preserve_fds: u32,
     /// AppArmor profile in place of the container's.
     pub apparmor: Option<String>,
+    /// SELinux label in place of the container's.
+    pub process_label: Option<String>,
 }
 
 impl Runtime {
@@ -167,6 +169,11 @@ impl Runtime {
                 )));
             }
             p.apparmor_profile = (!a.is_empty()).then(|| a.clone());
+        }
+        if let Some(l) = o.process_label.as_deref().filter(|l| !l.is_empty()) {
+            let l = config::selinux_label("--process-label", l)
+                .map_err(|(f, m)| Error::Usage(format!("{f}: {m}")))?;
+            p.selinux_label = Some(l);
         }
         Ok(p)
     }

@@ -215,6 +215,10 @@ fn run(
     }
     drop(console);
     if !args.no_new_keyring {
+        if let Some(l) = &cfg.process.selinux_label {
+            sys::selinux::set_keycreate_label(l)
+                .map_err(io(format!("set SELinux key label {l:?}")))?;
+        }
         let name = CString::new(format!("_ses.{}", args.id)).expect("id has no NUL");
         // Not fatal: kernels without keyrings, or a seccomp'd host.
         let _ = sys::join_session_keyring(&name);
@@ -283,6 +287,9 @@ pub fn finalize(
     if let Some(name) = &p.apparmor_profile {
         sys::apparmor::change_onexec(name)
             .map_err(io(format!("apply AppArmor profile {name:?}")))?;
+    }
+    if let Some(l) = &p.selinux_label {
+        sys::selinux::set_exec_label(l).map_err(io(format!("set SELinux exec label {l:?}")))?;
     }
     let last = sys::caps::last_cap();
     if let Some(c) = &p.caps {

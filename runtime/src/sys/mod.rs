@@ -8,6 +8,7 @@ pub mod caps;
 pub mod exe;
 pub mod fd;
 pub mod idmap;
+pub mod selinux;
 
 use std::ffi::{CStr, CString};
 use std::io;
