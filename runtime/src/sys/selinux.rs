@@ -6,12 +6,11 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 
 const SELINUX_MAGIC: i64 = 0xf97c_ff8c;
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// True when selinuxfs is mounted at /sys/fs/selinux (a policy is loaded).
 pub fn enabled() -> bool {
     nix::sys::statfs::statfs("/sys/fs/selinux")
-        .is_ok_and(|s| s.filesystem_type().0 as i64 == SELINUX_MAGIC)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::FsType(SELINUX_MAGIC as _))
 }
 
 /// Label the next execve(2) of this thread runs with.
@@ -38,7 +37,7 @@ fn write_attr(name: &str, value: &str) -> io::Result<()> {
         .write(true)
         .open(format!("/proc/thread-self/attr/{name}"))?;
     let st = nix::sys::statfs::fstatfs(f.as_fd())?;
-    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(io::Error::other(format!(
             "/proc/thread-self/attr/{name} is not on procfs"
         )));
