@@ -274,12 +274,20 @@ impl Cri {
         cmd: Vec<String>,
         timeout: Duration,
     ) -> Result<cri::ExecSyncResponse> {
+        // Zero: no timeout (lifecycle hooks), neither in the runtime nor on
+        // the call.
         let mut r = tonic::Request::new(cri::ExecSyncRequest {
             container_id: id.to_owned(),
             cmd,
-            timeout: timeout.as_secs().max(1) as i64,
+            timeout: if timeout.is_zero() {
+                0
+            } else {
+                timeout.as_secs().max(1) as i64
+            },
         });
-        r.set_timeout(self.timeout + timeout);
+        if !timeout.is_zero() {
+            r.set_timeout(self.timeout + timeout);
+        }
         Ok(self
             .runtime
             .clone()

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod error;
 pub mod flags;
 pub mod kubelet;
+pub mod lifecycle;
 pub mod manifest;
 pub mod node;
 pub mod plan;

@@ -135,6 +135,7 @@ pub struct Container {
     /// Volume mounts (checked against the pod's volumes).
     pub mounts: Vec<crate::volume::Mount>,
     pub probes: crate::probe::Probes,
+    pub lifecycle: crate::lifecycle::Lifecycle,
     /// Hash of the container's spec: a running container whose hash differs
     /// from its spec's was made from an older spec and is restarted.
     pub hash: String,
@@ -487,8 +488,14 @@ fn convert_container(
     }
     let resources = resources(c.resources.as_ref(), at)?;
     let probes = crate::probe::Probes::from_api(c, at)?;
+    let lifecycle = crate::lifecycle::Lifecycle::from_api(c, at)?;
     for (field, set) in [
-        ("lifecycle", c.lifecycle.is_some()),
+        (
+            "lifecycle.stopSignal",
+            c.lifecycle
+                .as_ref()
+                .is_some_and(|l| l.stop_signal.is_some()),
+        ),
         ("securityContext", c.security_context.is_some()),
         ("tty", c.tty == Some(true)),
         ("stdin", c.stdin == Some(true)),
@@ -516,6 +523,7 @@ fn convert_container(
         mounts: Vec::new(),
         env_from,
         probes,
+        lifecycle,
         hash,
     })
 }
@@ -797,11 +805,11 @@ mod tests {
 
     #[test]
     fn warns_about_unimplemented_fields() {
-        let (_, w) = pod("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, livenessProbe: {tcpSocket: {port: 80}}, lifecycle: {preStop: {exec: {command: [x]}}}}]}\n").unwrap();
+        let (_, w) = pod("metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, livenessProbe: {tcpSocket: {port: 80}}, lifecycle: {preStop: {exec: {command: [x]}}, stopSignal: SIGUSR1}}]}\n").unwrap();
         assert_eq!(
             w,
             [
-                "pod default/p: spec.containers[0].lifecycle is not implemented by berth-kubelet yet, ignored"
+                "pod default/p: spec.containers[0].lifecycle.stopSignal is not implemented by berth-kubelet yet, ignored"
             ]
         );
     }

@@ -103,6 +103,7 @@ pub fn spawn(
         last_status: None,
         last_phase: None,
         prober,
+        last_pod: None,
     };
     let task = tokio::spawn(w.run(rx, wake.clone(), done));
     WorkerHandle {
@@ -127,6 +128,21 @@ struct Worker {
     last_phase: Option<Phase>,
     /// The pod's probes; stopped with the worker.
     prober: Prober,
+    /// The last spec synced: termination runs its preStop hooks.
+    last_pod: Option<Arc<Pod>>,
+}
+
+/// Resolves once the desired state turns to Terminate (a sync in flight,
+/// such as a postStart hook that never returns, is then abandoned).
+async fn until_terminate(rx: &mut watch::Receiver<Desired>) {
+    loop {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        if matches!(*rx.borrow(), Desired::Terminate(_)) {
+            return;
+        }
+    }
 }
 
 impl Worker {
@@ -170,7 +186,12 @@ impl Worker {
             let desired = rx.borrow_and_update().clone();
             match desired {
                 Desired::Run(pod) => {
-                    let next = match self.sync(&pod).await {
+                    self.last_pod = Some(pod.clone());
+                    let synced = tokio::select! {
+                        r = self.sync(&pod) => r,
+                        _ = until_terminate(&mut rx) => continue,
+                    };
+                    let next = match synced {
                         Ok(next) => next,
                         Err(e) => {
                             tracing::warn!(pod = %pod.full_name(), "sync failed: {e}");
@@ -290,7 +311,28 @@ impl Worker {
                 "Killing",
                 format!("Stopping container {}", k.name),
             );
-            cri.stop_container(&k.id, pod.grace_period).await?;
+            let hook = if k.remove {
+                None // created, never started
+            } else {
+                pod.all_containers()
+                    .find(|c| c.name == k.name)
+                    .and_then(|c| c.lifecycle.pre_stop.as_ref())
+            };
+            let ip = rt.current_sandbox().and_then(|s| s.ip.clone());
+            let (stopped, failed) = crate::lifecycle::stop(
+                &cri,
+                pod,
+                &k.name,
+                &k.id,
+                hook,
+                ip.as_deref(),
+                pod.grace_period,
+            )
+            .await;
+            if let Some(msg) = failed {
+                self.event(pod, Some(&k.name), true, "FailedPreStopHook", msg);
+            }
+            stopped?;
             if k.remove {
                 cri.remove_container(&k.id).await?;
             }
@@ -352,11 +394,15 @@ impl Worker {
                     Err((waiting, wait)) => {
                         tracing::warn!(pod = %pod.full_name(), container = %c.name, "{}: {}", waiting.reason, waiting.message);
                         let (reason, message) = match waiting.reason.as_str() {
+                            // Its FailedPostStartHook event is out already.
+                            "PostStartHookError" => ("", String::new()),
                             "ImagePullBackOff" => ("BackOff", waiting.message.clone()),
                             "ErrImageNeverPull" => ("ErrImageNeverPull", waiting.message.clone()),
                             _ => ("Failed", format!("Error: {}", waiting.message)),
                         };
-                        self.event(pod, Some(&c.name), true, reason, message);
+                        if !reason.is_empty() {
+                            self.event(pod, Some(&c.name), true, reason, message);
+                        }
                         self.problems.insert(c.name.clone(), waiting);
                         if let Some(w) = wait {
                             wake_in = Some(wake_in.map_or(w, |x| x.min(w)));
@@ -530,6 +576,36 @@ impl Worker {
             "Started",
             format!("Started container {}", c.name),
         );
+        if let Some(h) = &c.lifecycle.post_start
+            && let Err(msg) = crate::lifecycle::run(&cri, pod, &c.name, &id, h, pod_ip).await
+        {
+            tracing::warn!(pod = %pod.full_name(), container = %c.name, "{msg}");
+            self.event(pod, Some(&c.name), true, "FailedPostStartHook", msg.clone());
+            self.event(
+                pod,
+                Some(&c.name),
+                false,
+                "Killing",
+                "FailedPostStartHook".to_owned(),
+            );
+            let (stopped, failed) = crate::lifecycle::stop(
+                &cri,
+                pod,
+                &c.name,
+                &id,
+                c.lifecycle.pre_stop.as_ref(),
+                pod_ip,
+                pod.grace_period,
+            )
+            .await;
+            if let Some(m) = failed {
+                self.event(pod, Some(&c.name), true, "FailedPreStopHook", m);
+            }
+            if let Err(e) = stopped {
+                tracing::warn!(pod = %pod.full_name(), container = %c.name, "stopping after the failed postStart hook: {e}");
+            }
+            return Err((w("PostStartHookError", msg), None));
+        }
         Ok(())
     }
 
@@ -633,14 +709,41 @@ impl Worker {
         let cri = self.shared.cri.clone();
         let rt = RuntimePod::fetch(&cri, &self.uid).await?;
         let mut stops = tokio::task::JoinSet::new();
+        let ip = rt.current_sandbox().and_then(|s| s.ip.clone());
         for c in rt.containers.iter().filter(|c| c.is_running()) {
             tracing::info!(pod_uid = %self.uid, container = %c.name, id = %short(&c.id), grace = ?grace, "Killing: pod removed");
-            let (cri, id) = (cri.clone(), c.id.clone());
-            stops.spawn(async move { cri.stop_container(&id, grace).await });
+            let (cri, id, name, ip) = (cri.clone(), c.id.clone(), c.name.clone(), ip.clone());
+            let pod = self.last_pod.clone();
+            stops.spawn(async move {
+                let Some(pod) = pod else {
+                    // Not synced since the kubelet started: no spec, no hook.
+                    return (None, None, cri.stop_container(&id, grace).await);
+                };
+                let hook = pod
+                    .all_containers()
+                    .find(|c| c.name == name)
+                    .and_then(|c| c.lifecycle.pre_stop.clone());
+                let (r, failed) = crate::lifecycle::stop(
+                    &cri,
+                    &pod,
+                    &name,
+                    &id,
+                    hook.as_ref(),
+                    ip.as_deref(),
+                    grace,
+                )
+                .await;
+                (Some((pod, name)), failed, r)
+            });
         }
         while let Some(r) = stops.join_next().await {
             match r {
-                Ok(r) => r?,
+                Ok((who, failed, r)) => {
+                    if let (Some((pod, name)), Some(msg)) = (who, failed) {
+                        self.event(&pod, Some(&name), true, "FailedPreStopHook", msg);
+                    }
+                    r?
+                }
                 Err(e) => tracing::warn!(pod_uid = %self.uid, "stop task: {e}"),
             }
         }

@@ -256,7 +256,11 @@ impl Probe {
     }
 }
 
-fn http_get(h: &api::HTTPGetAction, c: &api::Container, at: &str) -> Result<HttpGet, String> {
+pub(crate) fn http_get(
+    h: &api::HTTPGetAction,
+    c: &api::Container,
+    at: &str,
+) -> Result<HttpGet, String> {
     let scheme = match h.scheme.as_deref() {
         None | Some("" | "HTTP") => Scheme::Http,
         Some("HTTPS") => Scheme::Https,

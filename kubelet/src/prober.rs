@@ -379,7 +379,34 @@ impl Prober {
                     h.abort();
                 }
             }
-            self.shared.cri.stop_container(&u.id, u.grace).await?;
+            let hook = pod
+                .containers
+                .iter()
+                .find(|c| c.name == u.name)
+                .and_then(|c| c.lifecycle.pre_stop.as_ref());
+            let ip = rt.current_sandbox().and_then(|s| s.ip.clone());
+            let (stopped, failed) = crate::lifecycle::stop(
+                &self.shared.cri,
+                pod,
+                &u.name,
+                &u.id,
+                hook,
+                ip.as_deref(),
+                u.grace,
+            )
+            .await;
+            if let (Some(msg), Some(tx)) = (failed, &self.shared.events) {
+                let _ = tx.send(EventOp {
+                    namespace: pod.namespace.clone(),
+                    pod_name: pod.name.clone(),
+                    pod_uid: pod.uid.clone(),
+                    field_path: Some(format!("spec.containers{{{}}}", u.name)),
+                    warning: true,
+                    reason: "FailedPreStopHook".into(),
+                    message: msg,
+                });
+            }
+            stopped?;
             self.killed.insert(u.id.clone());
         }
         Ok(!list.is_empty())

@@ -184,7 +184,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, req: &[u8]) -> Re
     }
 }
 
-async fn fetch(url: &Url, headers: &[(String, String)]) -> Result<Head, String> {
+pub async fn fetch(url: &Url, headers: &[(String, String)]) -> Result<Head, String> {
     let addr = host_port(&url.host, url.port);
     let tcp = TcpStream::connect((url.host.as_str(), url.port))
         .await
