@@ -22,6 +22,8 @@ pub struct Context<'a> {
     /// The ConfigMaps and Secrets the container's env names, fetched
     /// (absent: an optional one that does not exist).
     pub objects: EnvObjects,
+    /// Service variables (`service_env`): the container's own win.
+    pub service_env: Vec<(String, String)>,
 }
 
 /// ConfigMap / Secret data by kind and name, values as text.
@@ -166,7 +168,8 @@ pub fn linux_resources(pod: &Pod, c: &Container, capacity: i64) -> cri::LinuxCon
 }
 
 /// The container's environment: the downward API filled in, `$(VAR)`
-/// references to earlier variables expanded, in the spec's order.
+/// references to earlier variables (or service variables) expanded, in the
+/// spec's order; then the service variables the container does not set.
 pub fn env(pod: &Pod, c: &Container, ctx: &Context) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for f in &c.env_from {
@@ -187,6 +190,7 @@ pub fn env(pod: &Pod, c: &Container, ctx: &Context) -> Vec<(String, String)> {
                 let lookup = |n: &str| {
                     out.iter()
                         .rev()
+                        .chain(ctx.service_env.iter())
                         .find(|(k, _)| k == n)
                         .map(|(_, v)| v.clone())
                 };
@@ -237,6 +241,11 @@ pub fn env(pod: &Pod, c: &Container, ctx: &Context) -> Vec<(String, String)> {
         };
         out.retain(|(k, _)| k != name);
         out.push((name.clone(), value));
+    }
+    for (k, v) in &ctx.service_env {
+        if !out.iter().any(|(n, _)| n == k) {
+            out.push((k.clone(), v.clone()));
+        }
     }
     out
 }
@@ -348,6 +357,7 @@ mod tests {
             host_ip: Some("192.0.2.1"),
             memory_capacity: 1 << 30,
             objects: Default::default(),
+            service_env: Vec::new(),
         }
     }
 

@@ -89,6 +89,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     };
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let services = api
+        .as_ref()
+        .map(|(client, _, _)| crate::api::services::reflect(client.clone()));
     let shared = Arc::new(Shared {
         runtime_name: version.runtime_name.clone(),
         host_ip: settings
@@ -101,10 +104,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         api_status: api.as_ref().map(|_| status_tx.clone()),
         api_client: api.as_ref().map(|(c, _, _)| c.clone()),
         events: api.as_ref().map(|_| events_tx.clone()),
+        services: services.as_ref().map(|(store, _)| store.clone()),
         settings,
     });
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some((_, reflect)) = services {
+        tasks.spawn(reflect);
+    }
     let (file_tx, mut file_rx) = mpsc::channel::<Vec<Arc<Pod>>>(4);
     let (api_tx, mut api_rx) = mpsc::channel::<Vec<Arc<Pod>>>(4);
     let (statics_tx, statics_rx) = watch::channel(Vec::<Arc<Pod>>::new());

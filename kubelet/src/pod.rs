@@ -155,6 +155,8 @@ pub struct Pod {
     pub share_process_namespace: bool,
     pub hostname: String,
     pub service_account_name: String,
+    /// `spec.enableServiceLinks` (default true).
+    pub enable_service_links: bool,
     pub dns_policy: DnsPolicy,
     pub dns_config: Option<api::PodDNSConfig>,
     pub restart_policy: RestartPolicy,
@@ -365,6 +367,7 @@ impl Pod {
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
             hostname,
             service_account_name: spec.service_account_name.clone().unwrap_or_default(),
+            enable_service_links: spec.enable_service_links.unwrap_or(true),
             dns_policy,
             dns_config: spec.dns_config.clone(),
             restart_policy,

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use k8s_openapi::api::core::v1 as api;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub events: Option<mpsc::UnboundedSender<crate::api::events::EventOp>>,
     /// API server mode: where pod statuses go.
     pub api_status: Option<mpsc::UnboundedSender<crate::api::status::StatusOp>>,
+    /// API server mode: every Service, for the service variables.
+    pub services: Option<kube::runtime::reflector::Store<api::Service>>,
 }
 
 impl Shared {
@@ -230,6 +233,7 @@ impl Worker {
             host_ip: s.host_ip.as_deref(),
             memory_capacity: s.memory_capacity,
             objects: Default::default(),
+            service_env: Vec::new(),
         }
     }
 
@@ -544,6 +548,25 @@ impl Worker {
         })?;
         let mut ctx = self.context(pod, pod_ip);
         ctx.objects = objects;
+        if let Some(store) = &self.shared.services {
+            // As upstream: no variables from a list not read yet.
+            if store.wait_until_ready().now_or_never().is_none() {
+                return Err((
+                    w(
+                        "CreateContainerConfigError",
+                        "services have not yet been read at least once, cannot construct envvars"
+                            .into(),
+                    ),
+                    Some(Duration::from_secs(1)),
+                ));
+            }
+            let all = store.state();
+            ctx.service_env = crate::service_env::service_env(
+                all.iter().map(|s| s.as_ref()),
+                &pod.namespace,
+                pod.enable_service_links,
+            );
+        }
         let config = cri_config::container_config(pod, c, restart_count, &ctx, mounts);
         let id = cri
             .create_container(sandbox_id, config, sandbox_config.clone())

@@ -444,6 +444,24 @@ async fn config_maps_secrets_tokens_env_and_events() {
         "--from-literal=password=hunter2",
     ])
     .unwrap();
+    // A Service of the namespace: its variables reach the container.
+    kubectl(&[
+        "-n",
+        &ns.0,
+        "create",
+        "service",
+        "clusterip",
+        "web-svc",
+        "--tcp=8080:80",
+    ])
+    .unwrap();
+    let svc_ip = |ns: &str, name: &str| {
+        api_get(&["-n", ns, "service", name]).unwrap()["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (web_ip, api_ip) = (svc_ip(&ns.0, "web-svc"), svc_ip("default", "kubernetes"));
     let pod = format!(
         r#"apiVersion: v1
 kind: Pod
@@ -455,8 +473,10 @@ spec:
   containers:
   - name: main
     image: {bb}
-    command: [sh, -c, "echo G=$GREETING; echo P=$S_password; cat /sec/password; echo; cat /sa/namespace; echo; echo T=$(head -c 3 /sa/token); grep -c CERTIFICATE /sa/ca.crt; while true; do echo C=$(cat /cfg/app.conf); sleep 1; done"]
-    env: [{{name: GREETING, valueFrom: {{configMapKeyRef: {{name: app, key: greeting}}}}}}]
+    command: [sh, -c, "echo G=$GREETING; echo P=$S_password; echo W=$WEB_SVC_SERVICE_HOST:$WEB_SVC_SERVICE_PORT_8080_80 $WEB_SVC_PORT; echo A=$API; cat /sec/password; echo; cat /sa/namespace; echo; echo T=$(head -c 3 /sa/token); grep -c CERTIFICATE /sa/ca.crt; while true; do echo C=$(cat /cfg/app.conf); sleep 1; done"]
+    env:
+    - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: app, key: greeting}}}}}}
+    - {{name: API, value: "$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}}
     envFrom: [{{secretRef: {{name: creds}}, prefix: S_}}]
     volumeMounts:
     - {{name: cfg, mountPath: /cfg}}
@@ -490,6 +510,14 @@ spec:
     let l = log();
     assert!(l.contains("G=hello"), "configMapKeyRef env:\n{l}");
     assert!(l.contains("P=hunter2"), "envFrom secret with prefix:\n{l}");
+    assert!(
+        l.contains(&format!("W={web_ip}:8080 tcp://{web_ip}:8080")),
+        "service variables of the namespace:\n{l}"
+    );
+    assert!(
+        l.contains(&format!("A={api_ip}:443")),
+        "the kubernetes Service's variables, expanded in env:\n{l}"
+    );
     assert!(l.lines().any(|x| x == "hunter2"), "secret volume:\n{l}");
     assert!(
         l.lines().any(|x| x == ns.0),

@@ -8,6 +8,7 @@ pub mod events;
 pub mod mirror;
 pub mod node_agent;
 pub mod pods;
+pub mod services;
 pub mod status;
 
 use std::path::Path;
