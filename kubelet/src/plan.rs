@@ -92,15 +92,26 @@ pub fn backoff_key(pod: &Pod, name: &str, hash: &str) -> String {
 
 /// Whether the init containers are done in sandbox `sb`: each exited 0, or
 /// a regular container was already started there.
+/// Whether the init sequence is over in sandbox `sb`: a regular container
+/// exists there, or every init container has completed (a sidecar: is
+/// running and past its startup probe).
 fn init_done(pod: &Pod, rt: &RuntimePod, sb: &str) -> bool {
     pod.containers
         .iter()
         .any(|c| rt.latest_in(&c.name, sb).is_some())
         || pod.init_containers.iter().all(|c| {
-            matches!(
-                rt.latest_in(&c.name, sb).map(|x| &x.state),
-                Some(ContainerState::Exited { exit_code: 0, .. })
-            )
+            let latest = rt.latest_in(&c.name, sb);
+            if c.sidecar {
+                latest.is_some_and(|x| {
+                    matches!(x.state, ContainerState::Running { .. })
+                        && !rt.startup_pending.contains(&x.id)
+                })
+            } else {
+                matches!(
+                    latest.map(|x| &x.state),
+                    Some(ContainerState::Exited { exit_code: 0, .. })
+                )
+            }
         })
 }
 
@@ -110,7 +121,7 @@ pub fn phase(pod: &Pod, rt: &RuntimePod) -> Phase {
         return Phase::Pending;
     };
     if !init_done(pod, rt, &sb.id) {
-        let failed = pod.init_containers.iter().any(|c| {
+        let failed = pod.init_containers.iter().filter(|c| !c.sidecar).any(|c| {
             matches!(rt.latest(&c.name).map(|x| &x.state), Some(ContainerState::Exited { exit_code, .. }) if *exit_code != 0)
         });
         return if failed && pod.restart_policy == RestartPolicy::Never {
@@ -231,6 +242,10 @@ pub fn plan(pod: &Pod, rt: &RuntimePod, backoff: &BackOff, now_ns: i64) -> Plan 
                 });
                 false
             }
+            // A sidecar lets the next init container go once started.
+            ContainerState::Running { .. } if spec.sidecar => {
+                !rt.startup_pending.contains(&inst.id)
+            }
             ContainerState::Running { .. } => !init,
             ContainerState::Created | ContainerState::Unknown => {
                 p.kill.push(Kill {
@@ -247,7 +262,7 @@ pub fn plan(pod: &Pod, rt: &RuntimePod, backoff: &BackOff, now_ns: i64) -> Plan 
                 });
                 false
             }
-            ContainerState::Exited { exit_code: 0, .. } if init => true,
+            ContainerState::Exited { exit_code: 0, .. } if init && !spec.sidecar => true,
             ContainerState::Exited {
                 started_at,
                 finished_at,
@@ -255,6 +270,8 @@ pub fn plan(pod: &Pod, rt: &RuntimePod, backoff: &BackOff, now_ns: i64) -> Plan 
                 ..
             } => {
                 let restart = match pod.restart_policy {
+                    // Sidecars restart whatever the pod's policy.
+                    _ if spec.sidecar => true,
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => {
                         *exit_code != 0 || rt.probe_killed.contains(&inst.id)
@@ -305,6 +322,13 @@ pub fn plan(pod: &Pod, rt: &RuntimePod, backoff: &BackOff, now_ns: i64) -> Plan 
         for i in 0..pod.init_containers.len() {
             if !decide(true, i, &mut p) {
                 return p;
+            }
+        }
+    } else {
+        // Initialized: the sidecars are kept running beside the containers.
+        for (i, c) in pod.init_containers.iter().enumerate() {
+            if c.sidecar {
+                decide(true, i, &mut p);
             }
         }
     }
@@ -394,6 +418,67 @@ pub(crate) mod tests {
             }]
         );
         assert_eq!(phase(&p, &RuntimePod::default()), Phase::Pending);
+    }
+
+    #[test]
+    fn sidecars_start_in_order_keep_running_and_restart_whatever_the_policy() {
+        let p = pod(
+            "restartPolicy: Never, initContainers: [{name: side, image: b, restartPolicy: Always, startupProbe: {exec: {command: [x]}}}, {name: i2, image: b}],",
+            "{name: a, image: b}",
+        );
+        assert!(p.init_containers[0].sidecar && !p.init_containers[1].sidecar);
+        let sb = vec![sandbox("sb", 0, true, S)];
+        let b = BackOff::default();
+        let running = |t| ContainerState::Running { started_at: t };
+        // The sidecar runs but has not passed its startup probe: wait.
+        let mut rt = RuntimePod::new(
+            sb.clone(),
+            vec![ctr(&p, "side", "sb", 0, 2 * S, running(2 * S))],
+        );
+        rt.startup_pending.insert("side-0".into());
+        assert_eq!(plan(&p, &rt, &b, 3 * S), Plan::default());
+        assert_eq!(phase(&p, &rt), Phase::Pending);
+        // Started: the next init container goes, the sidecar stays.
+        rt.startup_pending.clear();
+        let pl = plan(&p, &rt, &b, 3 * S);
+        assert_eq!(
+            pl.start
+                .iter()
+                .map(|s| (s.init, s.index))
+                .collect::<Vec<_>>(),
+            [(true, 1)]
+        );
+        assert!(pl.kill.is_empty());
+        // Initialized and the container runs: the sidecar's exit restarts
+        // it (the pod's Never is not the sidecar's) and nothing else moves.
+        let rt = RuntimePod::new(
+            sb.clone(),
+            vec![
+                ctr(&p, "side", "sb", 0, 2 * S, exited(1, 2 * S, 9 * S)),
+                ctr(&p, "i2", "sb", 0, 4 * S, exited(0, 4 * S, 5 * S)),
+                ctr(&p, "a", "sb", 0, 6 * S, running(6 * S)),
+            ],
+        );
+        let pl = plan(&p, &rt, &b, 10 * S);
+        assert_eq!(
+            pl.start
+                .iter()
+                .map(|s| (s.init, s.index))
+                .collect::<Vec<_>>(),
+            [(true, 0)]
+        );
+        assert_eq!(phase(&p, &rt), Phase::Running);
+        // The container is done: the pod is, whatever the sidecar does.
+        let rt = RuntimePod::new(
+            sb.clone(),
+            vec![
+                ctr(&p, "side", "sb", 0, 2 * S, running(2 * S)),
+                ctr(&p, "i2", "sb", 0, 4 * S, exited(0, 4 * S, 5 * S)),
+                ctr(&p, "a", "sb", 0, 6 * S, exited(0, 6 * S, 8 * S)),
+            ],
+        );
+        assert_eq!(phase(&p, &rt), Phase::Succeeded);
+        assert_eq!(plan(&p, &rt, &b, 9 * S).stop_sandboxes, ["sb"]);
     }
 
     #[test]

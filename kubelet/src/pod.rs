@@ -136,6 +136,9 @@ pub struct Container {
     pub mounts: Vec<crate::volume::Mount>,
     pub probes: crate::probe::Probes,
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// A restartable init container (`restartPolicy: Always`): started in
+    /// the init sequence, then kept running beside the containers.
+    pub sidecar: bool,
     /// Hash of the container's spec: a running container whose hash differs
     /// from its spec's was made from an older spec and is restarted.
     pub hash: String,
@@ -192,6 +195,14 @@ impl Pod {
     /// Init and regular containers, init first.
     pub fn all_containers(&self) -> impl Iterator<Item = &Container> {
         self.init_containers.iter().chain(self.containers.iter())
+    }
+
+    /// The containers that run for the pod's life: the regular ones and
+    /// the sidecars (probed, stopped on removal).
+    pub fn long_running(&self) -> impl Iterator<Item = &Container> {
+        self.containers
+            .iter()
+            .chain(self.init_containers.iter().filter(|c| c.sidecar))
     }
 
     /// Convert an API pod. Returns the pod and warnings for the fields that
@@ -310,25 +321,39 @@ impl Pod {
             }
             Ok(out)
         };
-        let init_containers = convert(
+        let mut init_containers = convert(
             spec.init_containers.as_deref().unwrap_or_default(),
             "spec.initContainers",
             &mut warn,
         )?;
-        if let Some((i, _)) = spec
-            .init_containers
+        for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+            match c.restart_policy.as_deref() {
+                None => {}
+                Some("Always") => init_containers[i].sidecar = true,
+                Some(other) => {
+                    return Err(err(format!(
+                        "spec.initContainers[{i}].restartPolicy: {other:?} is not supported (only Always)"
+                    )));
+                }
+            }
+        }
+        if let Some((i, c)) = spec
+            .containers
             .iter()
-            .flatten()
             .enumerate()
             .find(|(_, c)| c.restart_policy.is_some())
         {
             return Err(err(format!(
-                "spec.initContainers[{i}].restartPolicy: restartable init containers (sidecars) are not supported by berth-kubelet yet"
+                "spec.containers[{i}].restartPolicy: {:?} is not supported for regular containers",
+                c.restart_policy.as_deref().unwrap_or_default()
             )));
         }
+        // Probes and postStart/preStop are for sidecars, not the init
+        // containers that run to completion.
         if let Some((i, (kind, _))) = init_containers
             .iter()
             .enumerate()
+            .filter(|(_, c)| !c.sidecar)
             .find_map(|(i, c)| c.probes.iter().next().map(|p| (i, p)))
         {
             return Err(err(format!(
@@ -527,6 +552,7 @@ fn convert_container(
         env_from,
         probes,
         lifecycle,
+        sidecar: false,
         hash,
     })
 }

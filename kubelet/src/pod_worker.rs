@@ -245,6 +245,7 @@ impl Worker {
             rt = RuntimePod::fetch(&cri, &pod.uid).await?;
         }
         rt.probe_killed = self.prober.killed().clone();
+        rt.startup_pending = self.prober.startup_pending(pod, &rt);
         let now = now_ns();
         let plan = plan::plan(pod, &rt, &self.backoff, now);
         let mut wake_in = plan.wake_in;
@@ -421,6 +422,7 @@ impl Worker {
             rt
         };
         rt.probe_killed = self.prober.killed().clone();
+        rt.startup_pending = self.prober.startup_pending(pod, &rt);
         self.prober.sync(pod, &rt);
         self.collect_garbage(&rt).await;
         self.report(pod, &rt, &plan.waiting);
@@ -731,43 +733,75 @@ impl Worker {
         self.prober.stop();
         let cri = self.shared.cri.clone();
         let rt = RuntimePod::fetch(&cri, &self.uid).await?;
-        let mut stops = tokio::task::JoinSet::new();
         let ip = rt.current_sandbox().and_then(|s| s.ip.clone());
-        for c in rt.containers.iter().filter(|c| c.is_running()) {
-            tracing::info!(pod_uid = %self.uid, container = %c.name, id = %short(&c.id), grace = ?grace, "Killing: pod removed");
-            let (cri, id, name, ip) = (cri.clone(), c.id.clone(), c.name.clone(), ip.clone());
-            let pod = self.last_pod.clone();
-            stops.spawn(async move {
-                let Some(pod) = pod else {
-                    // Not synced since the kubelet started: no spec, no hook.
-                    return (None, None, cri.stop_container(&id, grace).await);
-                };
-                let hook = pod
-                    .all_containers()
-                    .find(|c| c.name == name)
-                    .and_then(|c| c.lifecycle.pre_stop.clone());
-                let (r, failed) = crate::lifecycle::stop(
-                    &cri,
-                    &pod,
-                    &name,
-                    &id,
-                    hook.as_ref(),
-                    ip.as_deref(),
-                    grace,
-                )
-                .await;
-                (Some((pod, name)), failed, r)
-            });
+        // The regular containers all at once, then the sidecars one by one
+        // in reverse order (as upstream), all within the one grace period.
+        let sidecars: Vec<&str> = self
+            .last_pod
+            .iter()
+            .flat_map(|p| p.init_containers.iter().filter(|c| c.sidecar))
+            .map(|c| c.name.as_str())
+            .rev()
+            .collect();
+        let running: Vec<_> = rt.containers.iter().filter(|c| c.is_running()).collect();
+        let mut waves: Vec<Vec<_>> = vec![
+            running
+                .iter()
+                .filter(|c| !sidecars.contains(&c.name.as_str()))
+                .copied()
+                .collect(),
+        ];
+        for name in &sidecars {
+            waves.push(
+                running
+                    .iter()
+                    .filter(|c| c.name == *name)
+                    .copied()
+                    .collect(),
+            );
         }
-        while let Some(r) = stops.join_next().await {
-            match r {
-                Ok((who, failed, r)) => {
-                    if let (Some((pod, name)), Some(msg)) = (who, failed) {
-                        self.event(&pod, Some(&name), true, "FailedPreStopHook", msg);
+        let deadline = Instant::now() + grace;
+        for wave in waves {
+            let grace = deadline
+                .saturating_duration_since(Instant::now())
+                .max(crate::lifecycle::MIN_GRACE_AFTER_PRE_STOP);
+            let mut stops = tokio::task::JoinSet::new();
+            for c in wave {
+                tracing::info!(pod_uid = %self.uid, container = %c.name, id = %short(&c.id), grace = ?grace, "Killing: pod removed");
+                let (cri, id, name, ip) = (cri.clone(), c.id.clone(), c.name.clone(), ip.clone());
+                let pod = self.last_pod.clone();
+                stops.spawn(async move {
+                    let Some(pod) = pod else {
+                        // Not synced since the kubelet started: no spec, no hook.
+                        return (None, None, cri.stop_container(&id, grace).await);
+                    };
+                    let hook = pod
+                        .all_containers()
+                        .find(|c| c.name == name)
+                        .and_then(|c| c.lifecycle.pre_stop.clone());
+                    let (r, failed) = crate::lifecycle::stop(
+                        &cri,
+                        &pod,
+                        &name,
+                        &id,
+                        hook.as_ref(),
+                        ip.as_deref(),
+                        grace,
+                    )
+                    .await;
+                    (Some((pod, name)), failed, r)
+                });
+            }
+            while let Some(r) = stops.join_next().await {
+                match r {
+                    Ok((who, failed, r)) => {
+                        if let (Some((pod, name)), Some(msg)) = (who, failed) {
+                            self.event(&pod, Some(&name), true, "FailedPreStopHook", msg);
+                        }
+                        r?
                     }
-                    r?
+                    Err(e) => tracing::warn!(pod_uid = %self.uid, "stop task: {e}"),
                 }
-                Err(e) => tracing::warn!(pod_uid = %self.uid, "stop task: {e}"),
             }
         }
         for s in &rt.sandboxes {

@@ -139,13 +139,22 @@ fn running<'a>(
     rt: &'a RuntimePod,
 ) -> impl Iterator<Item = (&'a Container, &'a RuntimeContainer, i64)> + 'a {
     let sb = rt.current_sandbox().map(|s| s.id.as_str()).unwrap_or("");
-    pod.containers.iter().filter_map(move |c| {
+    pod.long_running().filter_map(move |c| {
         let inst = rt.latest_in(&c.name, sb)?;
         match inst.state {
             ContainerState::Running { started_at } => Some((c, inst, started_at)),
             _ => None,
         }
     })
+}
+
+/// Where events about container `c` point.
+fn field_path(c: &Container) -> String {
+    if c.sidecar {
+        format!("spec.initContainers{{{}}}", c.name)
+    } else {
+        format!("spec.containers{{{}}}", c.name)
+    }
 }
 
 /// The probe tasks there should be: per running container, its startup
@@ -330,7 +339,7 @@ impl Prober {
                     namespace: pod.namespace.clone(),
                     pod_name: pod.name.clone(),
                     pod_uid: pod.uid.clone(),
-                    field_path: Some(format!("spec.containers{{{}}}", c.name)),
+                    field_path: Some(field_path(c)),
                     warning: true,
                     reason: "Unhealthy".into(),
                     message: String::new(),
@@ -350,12 +359,26 @@ impl Prober {
         }
     }
 
+    /// IDs of the running containers whose startup probe has not succeeded.
+    pub fn startup_pending(&self, pod: &Pod, rt: &RuntimePod) -> BTreeSet<String> {
+        let results = self.results();
+        running(pod, rt)
+            .filter(|(c, inst, _)| !results.started(c, &inst.id))
+            .map(|(_, inst, _)| inst.id.clone())
+            .collect()
+    }
+
     /// Kill the running containers whose liveness or startup probe failed
     /// (each within the probe's grace period, else the pod's). Whether it
     /// killed any: the caller then looks at the runtime again.
     pub async fn kill_unhealthy(&mut self, pod: &Pod, rt: &RuntimePod) -> Result<bool> {
         let list = unhealthy(pod, rt, &self.results());
         for u in &list {
+            let path = pod
+                .long_running()
+                .find(|c| c.name == u.name)
+                .map(field_path)
+                .unwrap_or_default();
             let will = if pod.restart_policy == RestartPolicy::Never {
                 ""
             } else {
@@ -368,7 +391,7 @@ impl Prober {
                     namespace: pod.namespace.clone(),
                     pod_name: pod.name.clone(),
                     pod_uid: pod.uid.clone(),
-                    field_path: Some(format!("spec.containers{{{}}}", u.name)),
+                    field_path: Some(path.clone()),
                     warning: false,
                     reason: "Killing".into(),
                     message: format!("Container {} failed {} probe{will}", u.name, u.kind.lower()),
@@ -380,8 +403,7 @@ impl Prober {
                 }
             }
             let hook = pod
-                .containers
-                .iter()
+                .long_running()
                 .find(|c| c.name == u.name)
                 .and_then(|c| c.lifecycle.pre_stop.as_ref());
             let ip = rt.current_sandbox().and_then(|s| s.ip.clone());
@@ -400,7 +422,7 @@ impl Prober {
                     namespace: pod.namespace.clone(),
                     pod_name: pod.name.clone(),
                     pod_uid: pod.uid.clone(),
-                    field_path: Some(format!("spec.containers{{{}}}", u.name)),
+                    field_path: Some(path.clone()),
                     warning: true,
                     reason: "FailedPreStopHook".into(),
                     message: msg,

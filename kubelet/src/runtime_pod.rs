@@ -71,6 +71,10 @@ pub struct RuntimePod {
     /// startup probe (its memory, not the runtime's): they count as failed
     /// whatever their exit code, so OnFailure restarts them as upstream does.
     pub probe_killed: std::collections::BTreeSet<String>,
+    /// IDs of running containers whose startup probe has not succeeded yet
+    /// (the prober's memory): a sidecar among them holds the next init
+    /// container back.
+    pub startup_pending: std::collections::BTreeSet<String>,
 }
 
 impl RuntimePod {
@@ -81,6 +85,7 @@ impl RuntimePod {
             sandboxes,
             containers,
             probe_killed: Default::default(),
+            startup_pending: Default::default(),
         }
     }
 

@@ -138,12 +138,20 @@ pub fn pod_status(pod: &Pod, rt: &RuntimePod, input: &StatusInput) -> api::PodSt
     let initialized = pod.init_containers.is_empty()
         || ph.is_terminal() && ph == Phase::Succeeded
         || pod.containers.iter().any(|c| rt.latest(&c.name).is_some())
-        || init_statuses.iter().all(|s| {
-            s.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
-        });
+        || pod
+            .init_containers
+            .iter()
+            .zip(&init_statuses)
+            .all(|(c, s)| {
+                if c.sidecar {
+                    s.started == Some(true)
+                } else {
+                    s.state
+                        .as_ref()
+                        .and_then(|s| s.terminated.as_ref())
+                        .is_some_and(|t| t.exit_code == 0)
+                }
+            });
     let wait = if initialized {
         "ContainerCreating"
     } else {
@@ -154,7 +162,13 @@ pub fn pod_status(pod: &Pod, rt: &RuntimePod, input: &StatusInput) -> api::PodSt
         .iter()
         .map(|c| container_status(c, rt, input, wait))
         .collect();
-    let all_ready = statuses.iter().all(|s| s.ready);
+    // Sidecars count for readiness, as upstream.
+    let all_ready = statuses.iter().all(|s| s.ready)
+        && pod
+            .init_containers
+            .iter()
+            .zip(&init_statuses)
+            .all(|(c, s)| !c.sidecar || s.ready);
 
     let prev_conditions = input.previous.and_then(|p| p.conditions.as_ref());
     let condition = |type_: &str, ok: bool, reason: Option<&str>| {

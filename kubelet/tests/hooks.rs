@@ -2,7 +2,9 @@
 //! runs once the container has started and before the kubelet goes on,
 //! preStop runs before the stop when the pod goes away, and a failing
 //! postStart (exec or httpGet) kills the container, which is restarted.
-//! What the hooks did is read from a hostPath the test owns.
+//! Sidecars (restartable init containers) start in the init sequence,
+//! restart alone and stop after the containers. What the containers did
+//! is read from a hostPath the test owns.
 
 mod common;
 
@@ -122,5 +124,86 @@ spec:
     assert!(
         log.contains("HTTP lifecycle hook (/ready)"),
         "the httpGet hook's failure is not in the kubelet's log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_start_first_restart_alone_and_stop_last() {
+    let node = Node::start(43);
+    let data = node.dir.path().join("sidecar-data");
+    std::fs::create_dir_all(&data).unwrap();
+    node.write_manifest(
+        "sidecar.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: sidecar}}
+spec:
+  terminationGracePeriodSeconds: 10
+  restartPolicy: Never
+  initContainers:
+  - name: side
+    image: {b}
+    imagePullPolicy: IfNotPresent
+    restartPolicy: Always
+    command: [sh, -c, "echo side-up >> /data/trail; if [ ! -f /data/crashed ]; then touch /data/crashed; sleep 4; exit 1; fi; trap 'echo side-term >> /data/trail; exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  - name: check
+    image: {b}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "grep -q side-up /data/trail && echo checked >> /data/trail"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  containers:
+  - name: main
+    image: {b}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "trap 'echo main-term >> /data/trail; exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes:
+  - {{name: data, hostPath: {{path: {data}, type: Directory}}}}
+"#,
+            b = busybox(),
+            data = data.display()
+        ),
+    );
+    // The sidecar crashes once while the container runs: it alone restarts,
+    // though the pod's policy is Never.
+    let s = node.wait_status("sidecar", 90, "the sidecar restarted", |s| {
+        phase(s) == "Running"
+            && s["status"]["initContainerStatuses"][0]["restartCount"].as_i64() >= Some(1)
+            && s["status"]["initContainerStatuses"][0]["state"]["running"].is_object()
+    });
+    let st = &s["status"];
+    assert_eq!(
+        st["initContainerStatuses"][1]["state"]["terminated"]["exitCode"], 0,
+        "{st}"
+    );
+    assert_eq!(st["containerStatuses"][0]["restartCount"], 0, "{st}");
+    assert!(
+        st["containerStatuses"][0]["state"]["running"].is_object(),
+        "{st}"
+    );
+    assert_eq!(st["initContainerStatuses"][0]["started"], true, "{st}");
+    let trail = || std::fs::read_to_string(data.join("trail")).unwrap_or_default();
+    assert!(trail().starts_with("side-up\nchecked\n"), "{}", trail());
+
+    node.remove_manifest("sidecar.yaml");
+    let pod_dir = node.dir.path().join("kubelet/pods").join(uid(&s));
+    wait_until(
+        std::time::Duration::from_secs(40),
+        "the pod removed",
+        || !pod_dir.exists(),
+    );
+    let t = trail();
+    let lines: Vec<&str> = t.lines().collect();
+    let at = |w: &str| {
+        lines
+            .iter()
+            .position(|l| *l == w)
+            .unwrap_or_else(|| panic!("no {w:?} in {lines:?}"))
+    };
+    assert!(
+        at("main-term") < at("side-term"),
+        "the sidecar stopped first: {lines:?}"
     );
 }
