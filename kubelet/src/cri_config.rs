@@ -9,6 +9,7 @@ use k8s_cri::v1 as cri;
 
 use crate::pod::{Container, EnvValue, Pod, PodField, Protocol, QosClass};
 use crate::runtime_pod::*;
+use crate::security::{Effective, Profile, SeLinux};
 use crate::volume::ObjectKind;
 
 /// What the pod's containers are made with, besides the pod.
@@ -24,6 +25,53 @@ pub struct Context<'a> {
     pub objects: EnvObjects,
     /// Service variables (`service_env`): the container's own win.
     pub service_env: Vec<(String, String)>,
+    /// `<root-dir>/seccomp`: where Localhost seccomp profiles are.
+    pub seccomp_root: PathBuf,
+}
+
+fn profile(p: Option<&Profile>, seccomp_root: Option<&Path>) -> Option<cri::SecurityProfile> {
+    use cri::security_profile::ProfileType;
+    let (t, r) = match p? {
+        Profile::RuntimeDefault => (ProfileType::RuntimeDefault, String::new()),
+        Profile::Unconfined => (ProfileType::Unconfined, String::new()),
+        Profile::Localhost(l) => (
+            ProfileType::Localhost,
+            match seccomp_root {
+                Some(root) => root.join(l).to_string_lossy().into_owned(),
+                None => l.clone(),
+            },
+        ),
+    };
+    Some(cri::SecurityProfile {
+        profile_type: t as i32,
+        localhost_ref: r,
+    })
+}
+
+/// Seccomp: the profile asked for, else Unconfined (upstream's default
+/// without the SeccompDefault setting).
+fn seccomp(p: Option<&Profile>, root: &Path) -> Option<cri::SecurityProfile> {
+    profile(p, Some(root)).or(Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Unconfined as i32,
+        localhost_ref: String::new(),
+    }))
+}
+
+fn selinux(s: Option<&SeLinux>) -> Option<cri::SeLinuxOption> {
+    s.map(|s| cri::SeLinuxOption {
+        user: s.user.clone(),
+        role: s.role.clone(),
+        r#type: s.type_.clone(),
+        level: s.level.clone(),
+    })
+}
+
+fn groups_policy(strict: bool) -> i32 {
+    if strict {
+        cri::SupplementalGroupsPolicy::Strict as i32
+    } else {
+        cri::SupplementalGroupsPolicy::Merge as i32
+    }
 }
 
 /// ConfigMap / Secret data by kind and name, values as text.
@@ -61,6 +109,7 @@ fn protocol(p: Protocol) -> i32 {
 }
 
 pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &Context) -> cri::PodSandboxConfig {
+    let sec = &pod.security;
     let ns_mode = |host: bool| {
         if host {
             cri::NamespaceMode::Node as i32
@@ -120,8 +169,23 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &Context) -> cri::PodSandbox
                     ipc: ns_mode(pod.host_ipc),
                     ..Default::default()
                 }),
+                selinux_options: selinux(sec.common.selinux.as_ref()),
+                run_as_user: sec
+                    .common
+                    .run_as_user
+                    .map(|value| cri::Int64Value { value }),
+                run_as_group: sec
+                    .common
+                    .run_as_group
+                    .map(|value| cri::Int64Value { value }),
+                supplemental_groups: Effective::of(sec, &Default::default()).supplemental_groups,
+                supplemental_groups_policy: groups_policy(sec.strict_groups),
+                privileged: pod.all_containers().any(|c| c.security.privileged),
+                seccomp: seccomp(sec.common.seccomp.as_ref(), &ctx.seccomp_root),
+                apparmor: profile(sec.common.apparmor.as_ref(), None),
                 ..Default::default()
             }),
+            sysctls: sec.sysctls.iter().cloned().collect(),
             ..Default::default()
         }),
         windows: None,
@@ -257,6 +321,7 @@ pub fn container_config(
     ctx: &Context,
     mounts: Vec<cri::Mount>,
 ) -> cri::ContainerConfig {
+    let e = Effective::of(&pod.security, &c.security);
     let envs = env(pod, c, ctx);
     let lookup = |n: &str| envs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let expand_all = |v: &[String]| {
@@ -337,6 +402,23 @@ pub fn container_config(
                     ipc: ns(pod.host_ipc),
                     ..Default::default()
                 }),
+                capabilities: (!e.container.add_caps.is_empty()
+                    || !e.container.drop_caps.is_empty())
+                .then(|| cri::Capability {
+                    add_capabilities: e.container.add_caps.clone(),
+                    drop_capabilities: e.container.drop_caps.clone(),
+                    ..Default::default()
+                }),
+                privileged: e.container.privileged,
+                selinux_options: selinux(e.common.selinux.as_ref()),
+                run_as_user: e.common.run_as_user.map(|value| cri::Int64Value { value }),
+                run_as_group: e.common.run_as_group.map(|value| cri::Int64Value { value }),
+                readonly_rootfs: e.container.readonly_rootfs,
+                supplemental_groups: e.supplemental_groups.clone(),
+                supplemental_groups_policy: groups_policy(e.strict_groups),
+                no_new_privs: e.no_new_privs(),
+                seccomp: seccomp(e.common.seccomp.as_ref(), &ctx.seccomp_root),
+                apparmor: profile(e.common.apparmor.as_ref(), None),
                 ..Default::default()
             }),
         }),
@@ -358,6 +440,7 @@ mod tests {
             memory_capacity: 1 << 30,
             objects: Default::default(),
             service_env: Vec::new(),
+            seccomp_root: PathBuf::from("/var/lib/kubelet/seccomp"),
         }
     }
 

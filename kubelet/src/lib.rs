@@ -24,6 +24,7 @@ pub mod prober;
 pub mod pull_secrets;
 pub mod quantity;
 pub mod runtime_pod;
+pub mod security;
 pub mod service_env;
 pub mod static_pods;
 pub mod status;

@@ -136,6 +136,7 @@ pub struct Container {
     pub mounts: Vec<crate::volume::Mount>,
     pub probes: crate::probe::Probes,
     pub lifecycle: crate::lifecycle::Lifecycle,
+    pub security: crate::security::ContainerSecurity,
     /// A restartable init container (`restartPolicy: Always`): started in
     /// the init sequence, then kept running beside the containers.
     pub sidecar: bool,
@@ -158,6 +159,7 @@ pub struct Pod {
     pub share_process_namespace: bool,
     pub hostname: String,
     pub service_account_name: String,
+    pub security: crate::security::PodSecurity,
     /// `spec.enableServiceLinks` (default true).
     pub enable_service_links: bool,
     pub dns_policy: DnsPolicy,
@@ -279,13 +281,15 @@ impl Pod {
             )));
         }
         let volumes = crate::volume::volumes(spec).map_err(&err)?;
+        let security =
+            crate::security::PodSecurity::from_api(spec.security_context.as_ref(), &mut warn)
+                .map_err(&err)?;
         for (field, set) in [
             (
                 "spec.activeDeadlineSeconds",
                 spec.active_deadline_seconds.is_some(),
             ),
             ("spec.hostAliases", spec.host_aliases.is_some()),
-            ("spec.securityContext", spec.security_context.is_some()),
             ("spec.runtimeClassName", spec.runtime_class_name.is_some()),
             (
                 "spec.ephemeralContainers",
@@ -393,6 +397,7 @@ impl Pod {
             hostname,
             service_account_name: spec.service_account_name.clone().unwrap_or_default(),
             enable_service_links: spec.enable_service_links.unwrap_or(true),
+            security,
             dns_policy,
             dns_config: spec.dns_config.clone(),
             restart_policy,
@@ -517,6 +522,10 @@ fn convert_container(
     let resources = resources(c.resources.as_ref(), at)?;
     let probes = crate::probe::Probes::from_api(c, at)?;
     let lifecycle = crate::lifecycle::Lifecycle::from_api(c, at)?;
+    let security =
+        crate::security::ContainerSecurity::from_api(c.security_context.as_ref(), at, &mut |f| {
+            warn(f)
+        })?;
     for (field, set) in [
         (
             "lifecycle.stopSignal",
@@ -524,7 +533,6 @@ fn convert_container(
                 .as_ref()
                 .is_some_and(|l| l.stop_signal.is_some()),
         ),
-        ("securityContext", c.security_context.is_some()),
         ("tty", c.tty == Some(true)),
         ("stdin", c.stdin == Some(true)),
     ] {
@@ -552,6 +560,7 @@ fn convert_container(
         env_from,
         probes,
         lifecycle,
+        security,
         sidecar: false,
         hash,
     })

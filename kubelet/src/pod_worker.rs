@@ -234,6 +234,7 @@ impl Worker {
             memory_capacity: s.memory_capacity,
             objects: Default::default(),
             service_env: Vec::new(),
+            seccomp_root: s.settings.root_dir.join("seccomp"),
         }
     }
 
@@ -532,6 +533,33 @@ impl Worker {
                     ));
                 }
             }
+        }
+        let effective = crate::security::Effective::of(&pod.security, &c.security);
+        if effective.common.run_as_non_root == Some(true) && effective.common.run_as_user.is_none()
+        {
+            let image = cri.image_status(&c.image).await.map_err(|e| {
+                (
+                    w("CreateContainerConfigError", e.to_string()),
+                    Some(Duration::from_secs(10)),
+                )
+            })?;
+            let uid = image.as_ref().and_then(|i| i.uid.as_ref()).map(|u| u.value);
+            let user = image.map(|i| i.username).unwrap_or_default();
+            crate::security::verify_non_root(&effective, uid, &user, &pod.full_name(), &c.name)
+                .map_err(|e| {
+                    (
+                        w("CreateContainerConfigError", e),
+                        Some(Duration::from_secs(10)),
+                    )
+                })?;
+        } else {
+            crate::security::verify_non_root(&effective, None, "", &pod.full_name(), &c.name)
+                .map_err(|e| {
+                    (
+                        w("CreateContainerConfigError", e),
+                        Some(Duration::from_secs(10)),
+                    )
+                })?;
         }
         let mounts = self
             .volumes
