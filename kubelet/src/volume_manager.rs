@@ -861,6 +861,35 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// fsGroup: everything under `dir` belongs to group `gid`, group-readable
+/// (and writable unless `readonly`), folders setgid so new files inherit
+/// the group, as upstream's SetVolumeOwnership. Symlinks (the `..data`
+/// swap) are not followed.
+fn set_ownership(dir: &Path, gid: i64, readonly: bool) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let gid = u32::try_from(gid).map_err(|_| format!("fsGroup {gid} is not a valid group"))?;
+    let mask = if readonly { 0o440 } else { 0o660 };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if md.file_type().is_symlink() {
+            continue;
+        }
+        std::os::unix::fs::lchown(&p, None, Some(gid))
+            .map_err(|e| format!("chown {} to group {gid}: {e}", p.display()))?;
+        let mut mode = md.permissions().mode() | mask;
+        if md.is_dir() {
+            mode |= 0o2000 | 0o110;
+            for e in std::fs::read_dir(&p).map_err(|e| format!("{}: {e}", p.display()))? {
+                stack.push(e.map_err(|e| format!("{}: {e}", p.display()))?.path());
+            }
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| format!("chmod {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -929,33 +958,4 @@ mod tests {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
-}
-
-/// fsGroup: everything under `dir` belongs to group `gid`, group-readable
-/// (and writable unless `readonly`), folders setgid so new files inherit
-/// the group, as upstream's SetVolumeOwnership. Symlinks (the `..data`
-/// swap) are not followed.
-fn set_ownership(dir: &Path, gid: i64, readonly: bool) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let gid = u32::try_from(gid).map_err(|_| format!("fsGroup {gid} is not a valid group"))?;
-    let mask = if readonly { 0o440 } else { 0o660 };
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let md = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        if md.file_type().is_symlink() {
-            continue;
-        }
-        std::os::unix::fs::lchown(&p, None, Some(gid))
-            .map_err(|e| format!("chown {} to group {gid}: {e}", p.display()))?;
-        let mut mode = md.permissions().mode() | mask;
-        if md.is_dir() {
-            mode |= 0o2000 | 0o110;
-            for e in std::fs::read_dir(&p).map_err(|e| format!("{}: {e}", p.display()))? {
-                stack.push(e.map_err(|e| format!("{}: {e}", p.display()))?.path());
-            }
-        }
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o7777))
-            .map_err(|e| format!("chmod {}: {e}", p.display()))?;
-    }
-    Ok(())
 }
