@@ -123,6 +123,8 @@ bench() {
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 podLogsDir: $w/logs
+# As upstream's below: no pod cgroups, so both do the same work.
+cgroupsPerQOS: false
 YAML
         "$BIN/berth-kubelet" --kubeconfig "$kc" --hostname-override "$node" --config "$w/kubelet.yaml" \
             --root-dir "$w/kubelet" --container-runtime-endpoint "unix://$w/berthd.sock" >"$w/kubelet.log" 2>&1 &

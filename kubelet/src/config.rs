@@ -44,6 +44,10 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "go_duration")]
     pub node_status_report_frequency: Option<Duration>,
     pub node_lease_duration_seconds: Option<u32>,
+    #[serde(rename = "cgroupsPerQOS")]
+    pub cgroups_per_qos: Option<bool>,
+    pub cgroup_root: Option<String>,
+    pub cgroup_driver: Option<String>,
 }
 
 /// The keys of [`FileConfig`] as they are spelled in the file.
@@ -62,6 +66,9 @@ const IMPLEMENTED: &[&str] = &[
     "nodeStatusUpdateFrequency",
     "nodeStatusReportFrequency",
     "nodeLeaseDurationSeconds",
+    "cgroupsPerQOS",
+    "cgroupRoot",
+    "cgroupDriver",
 ];
 
 fn go_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -141,6 +148,9 @@ pub struct Settings {
     pub node_status_update_frequency: Duration,
     pub node_status_report_frequency: Duration,
     pub node_lease_duration: Duration,
+    /// Pod cgroups by QoS (`pod_cgroups.rs`) under `cgroup_root`.
+    pub cgroups_per_qos: bool,
+    pub cgroup_root: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,6 +232,26 @@ impl Settings {
                 flag: "--register-with-taints",
                 message,
             })?;
+        let cgroups_per_qos = file.cgroups_per_qos.unwrap_or(true);
+        match file.cgroup_driver.as_deref() {
+            None | Some("cgroupfs") => {}
+            Some("systemd") if !cgroups_per_qos => {}
+            Some(d) => {
+                return Err(Error::Flag {
+                    flag: "cgroupDriver",
+                    message: format!(
+                        "{d:?} is not implemented by berth-kubelet (cgroupfs only; or set cgroupsPerQOS: false)"
+                    ),
+                });
+            }
+        }
+        let cgroup_root = file.cgroup_root.unwrap_or_else(|| "/".into());
+        if !cgroup_root.starts_with('/') || cgroup_root.split('/').any(|c| c == "..") {
+            return Err(Error::Flag {
+                flag: "cgroupRoot",
+                message: format!("{cgroup_root:?} is not an absolute cgroup path"),
+            });
+        }
         let lease_secs = file.node_lease_duration_seconds.unwrap_or(40);
         if lease_secs == 0 {
             return Err(Error::Flag {
@@ -262,6 +292,8 @@ impl Settings {
                 .node_status_report_frequency
                 .unwrap_or(Duration::from_secs(300)),
             node_lease_duration: Duration::from_secs(lease_secs.into()),
+            cgroups_per_qos,
+            cgroup_root,
         })
     }
 }

@@ -27,6 +27,8 @@ pub struct Context<'a> {
     pub service_env: Vec<(String, String)>,
     /// `<root-dir>/seccomp`: where Localhost seccomp profiles are.
     pub seccomp_root: PathBuf,
+    /// The pod's cgroup (`pod_cgroups`), the sandbox's cgroup parent.
+    pub cgroup_parent: Option<String>,
 }
 
 fn profile(p: Option<&Profile>, seccomp_root: Option<&Path>) -> Option<cri::SecurityProfile> {
@@ -186,6 +188,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &Context) -> cri::PodSandbox
                 ..Default::default()
             }),
             sysctls: sec.sysctls.iter().cloned().collect(),
+            cgroup_parent: ctx.cgroup_parent.clone().unwrap_or_default(),
             ..Default::default()
         }),
         windows: None,
@@ -441,6 +444,7 @@ mod tests {
             objects: Default::default(),
             service_env: Vec::new(),
             seccomp_root: PathBuf::from("/var/lib/kubelet/seccomp"),
+            cgroup_parent: None,
         }
     }
 

@@ -105,6 +105,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         api_client: api.as_ref().map(|(c, _, _)| c.clone()),
         events: api.as_ref().map(|_| events_tx.clone()),
         services: services.as_ref().map(|(store, _)| store.clone()),
+        pod_cgroups: pod_cgroups(&settings),
         settings,
     });
 
@@ -370,4 +371,28 @@ fn detect_host_ip() -> Option<String> {
     s.connect("192.0.2.1:9").ok()?;
     let ip = s.local_addr().ok()?.ip();
     (!ip.is_unspecified()).then(|| ip.to_string())
+}
+
+/// The pod cgroup hierarchy, made at start (None: cgroupsPerQOS is off, or
+/// it cannot be made here, which is logged).
+fn pod_cgroups(settings: &Settings) -> Option<crate::pod_cgroups::PodCgroups> {
+    if !settings.cgroups_per_qos {
+        return None;
+    }
+    let Some(layout) = crate::pod_cgroups::Layout::detect() else {
+        tracing::warn!("no cgroup hierarchy found: pods get no pod cgroups");
+        return None;
+    };
+    let pc = crate::pod_cgroups::PodCgroups::new(layout, &settings.cgroup_root);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    match pc.ensure_qos(cpus * 1000) {
+        Ok(()) => Some(pc),
+        Err(e) => {
+            tracing::warn!(
+                "making the QoS cgroups under {}: {e}; pods get no pod cgroups",
+                settings.cgroup_root
+            );
+            None
+        }
+    }
 }

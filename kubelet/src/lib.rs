@@ -18,6 +18,7 @@ pub mod node;
 pub mod plan;
 pub mod pleg;
 pub mod pod;
+pub mod pod_cgroups;
 pub mod pod_worker;
 pub mod probe;
 pub mod prober;

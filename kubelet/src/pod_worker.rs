@@ -42,6 +42,8 @@ pub struct Shared {
     pub events: Option<mpsc::UnboundedSender<crate::api::events::EventOp>>,
     /// API server mode: where pod statuses go.
     pub api_status: Option<mpsc::UnboundedSender<crate::api::status::StatusOp>>,
+    /// Pod cgroups by QoS (None: cgroupsPerQOS off, or no cgroups here).
+    pub pod_cgroups: Option<crate::pod_cgroups::PodCgroups>,
     /// API server mode: every Service, for the service variables.
     pub services: Option<kube::runtime::reflector::Store<api::Service>>,
 }
@@ -235,6 +237,10 @@ impl Worker {
             objects: Default::default(),
             service_env: Vec::new(),
             seccomp_root: s.settings.root_dir.join("seccomp"),
+            cgroup_parent: s
+                .pod_cgroups
+                .as_ref()
+                .map(|_| crate::pod_cgroups::pod_path(&s.settings.cgroup_root, pod.qos, &pod.uid)),
         }
     }
 
@@ -349,6 +355,11 @@ impl Worker {
             .map(|s| (s.id.clone(), s.ip.clone()));
         let mut sandbox_attempt = rt.current_sandbox().map(|s| s.attempt).unwrap_or(0);
         if let Some(attempt) = plan.create_sandbox {
+            if let Some(pc) = &self.shared.pod_cgroups {
+                pc.ensure_pod(pod).map_err(|e| {
+                    Error::io(&self.shared.pod_dir(&pod.uid), std::io::Error::other(e))
+                })?;
+            }
             let ctx = self.context(pod, None);
             let config = cri_config::sandbox_config(pod, attempt, &ctx);
             let log_dir = cri_config::pod_log_dir(&self.shared.settings.pod_logs_dir, pod);
@@ -835,6 +846,11 @@ impl Worker {
         for s in &rt.sandboxes {
             cri.stop_pod_sandbox(&s.id).await?;
             cri.remove_pod_sandbox(&s.id).await?;
+        }
+        if let Some(pc) = &self.shared.pod_cgroups
+            && let Err(e) = pc.remove_pod(&self.uid)
+        {
+            tracing::warn!(pod_uid = %self.uid, "removing the pod's cgroup: {e}");
         }
         let dir = self.shared.pod_dir(&self.uid);
         // Volumes unmounted before anything under the pod's folder goes.

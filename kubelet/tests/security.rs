@@ -118,3 +118,115 @@ spec:
         "a refused container was created: {cs:?}"
     );
 }
+
+/// A v1 controller's folder, or the v2 one.
+fn cgroup_dir(controller: &str, path: &str) -> std::path::PathBuf {
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let rel = path.trim_start_matches('/');
+    if base.join("cgroup.controllers").exists() {
+        base.join(rel)
+    } else {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let m = mounts
+            .lines()
+            .filter(|l| l.contains(" - cgroup "))
+            .find(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .any(|o| o == controller)
+            })
+            .and_then(|l| l.split(' ').nth(4))
+            .unwrap();
+        std::path::Path::new(m).join(rel)
+    }
+}
+
+fn read_first(dir: &std::path::Path, files: &[&str]) -> String {
+    files
+        .iter()
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_get_cgroups_by_qos_with_their_limits() {
+    let node = Node::start(52);
+    let b = busybox();
+    for (name, res) in [
+        ("guaranteed", "{limits: {cpu: 500m, memory: 64Mi}}"),
+        ("burstable", "{requests: {cpu: 250m}}"),
+        ("besteffort", "{}"),
+    ] {
+        node.write_manifest(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: main, image: {b}, imagePullPolicy: IfNotPresent, command: [sh, -c, 'cat /proc/self/cgroup; echo done; sleep 3600'], resources: {res}}}\n"
+            ),
+        );
+    }
+    let root = &node.cgroup_root;
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    for (name, qos, shares, quota, memory) in [
+        ("guaranteed", "", 512, "50000", Some(64i64 << 20)),
+        ("burstable", "/burstable", 256, "-1", None),
+        ("besteffort", "/besteffort", 2, "-1", None),
+    ] {
+        let s = node.wait_status(name, 60, "Running", |s| phase(s) == "Running");
+        let pod_cg = format!("{root}/kubepods{qos}/pod{}", uid(&s));
+        wait_until(Duration::from_secs(20), "the container's output", || {
+            node.container_log("default", &format!("{name}-{}", node.node), "main")
+                .contains("done")
+        });
+        let log = node.container_log("default", &format!("{name}-{}", node.node), "main");
+        // The container's cgroup is below the pod's.
+        assert!(
+            log.lines().any(|l| l.contains(&format!("{pod_cg}/"))),
+            "{name}: container not under {pod_cg}:\n{log}"
+        );
+        let cpu = cgroup_dir("cpu", &pod_cg);
+        let mem = cgroup_dir("memory", &pod_cg);
+        if v2 {
+            let weight = 1 + ((shares - 2) * 9999) / 262_142;
+            assert_eq!(
+                read_first(&cpu, &["cpu.weight"]),
+                weight.to_string(),
+                "{name}"
+            );
+            let q = if quota == "-1" { "max" } else { quota };
+            assert_eq!(
+                read_first(&cpu, &["cpu.max"]),
+                format!("{q} 100000"),
+                "{name}"
+            );
+            let m = memory.map_or("max".to_owned(), |m| m.to_string());
+            assert_eq!(read_first(&mem, &["memory.max"]), m, "{name}");
+        } else {
+            assert_eq!(
+                read_first(&cpu, &["cpu.shares"]),
+                shares.to_string(),
+                "{name}"
+            );
+            assert_eq!(read_first(&cpu, &["cpu.cfs_quota_us"]), quota, "{name}");
+            if let Some(m) = memory {
+                assert_eq!(
+                    read_first(&mem, &["memory.limit_in_bytes"]),
+                    m.to_string(),
+                    "{name}"
+                );
+            }
+        }
+        node.remove_manifest(&format!("{name}.yaml"));
+        wait_until(Duration::from_secs(30), "the pod's cgroup removed", || {
+            !cpu.exists() && !mem.exists()
+        });
+    }
+    // The burstable class's shares follow its pods: back to the minimum.
+    let burst = cgroup_dir("cpu", &format!("{root}/kubepods/burstable"));
+    if !v2 {
+        assert_eq!(read_first(&burst, &["cpu.shares"]), "2");
+    }
+}

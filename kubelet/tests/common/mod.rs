@@ -39,6 +39,42 @@ fn berthd_bin() -> PathBuf {
     b
 }
 
+/// A test node's cgroupRoot: unique per process and node.
+pub fn cgroup_root(salt: u32) -> String {
+    format!("/berth-kl-{}-{}", std::process::id(), slot(salt))
+}
+
+/// Remove cgroup `root` (a test node's) in every hierarchy, children first.
+pub fn remove_cgroup_root(root: &str) {
+    fn rm(d: &Path) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(d);
+    }
+    let rel = root.trim_start_matches('/');
+    assert!(
+        rel.starts_with("berth-kl-"),
+        "not a test cgroup root: {root}"
+    );
+    let mut dirs = vec![Path::new("/sys/fs/cgroup").join(rel)];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        dirs.extend(rd.flatten().map(|e| e.path().join(rel)));
+    }
+    // Killed containers leave their cgroups a moment later.
+    for _ in 0..50 {
+        dirs.iter().for_each(|d| rm(d));
+        if dirs.iter().all(|d| !d.exists()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn slot(salt: u32) -> u32 {
     (std::process::id().wrapping_mul(31).wrapping_add(salt * 11)) % 200 + 20
 }
@@ -73,6 +109,9 @@ pub struct Node {
     pub extra_args: Vec<String>,
     /// The kubelet is upstream's.
     pub upstream: Option<Upstream>,
+    /// This node's cgroupRoot (`/berth-kl-<pid>-<slot>`): its pod cgroups,
+    /// removed on drop.
+    pub cgroup_root: String,
 }
 
 impl Node {
@@ -191,9 +230,10 @@ impl Node {
         std::fs::write(
             dir.path().join("kubelet.yaml"),
             format!(
-                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\nsyncFrequency: 10s\n",
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\nsyncFrequency: 10s\ncgroupRoot: {}\n",
                 manifests.display(),
-                dir.path().join("logs").display()
+                dir.path().join("logs").display(),
+                cgroup_root(salt)
             ),
         )
         .unwrap();
@@ -210,6 +250,7 @@ impl Node {
             kubeconfig,
             extra_args,
             upstream,
+            cgroup_root: cgroup_root(salt),
         };
         node.start_berthd();
         node.start_kubelet();
@@ -270,9 +311,10 @@ impl Node {
         std::fs::write(
             dir.path().join("kubelet.yaml"),
             format!(
-                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\n",
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\ncgroupRoot: {}\n",
                 manifests.display(),
-                dir.path().join("logs").display()
+                dir.path().join("logs").display(),
+                cgroup_root(salt)
             ),
         )
         .unwrap();
@@ -289,6 +331,7 @@ impl Node {
             kubeconfig,
             extra_args: Vec::new(),
             upstream: None,
+            cgroup_root: cgroup_root(salt),
         };
         node.start_kubelet();
         Some(node)
@@ -610,6 +653,7 @@ impl Drop for Node {
         }
         if self.shared_runtime {
             unmount_under(self.dir.path());
+            remove_cgroup_root(&self.cgroup_root);
             return;
         }
         if let Some(mut c) = self.berthd.take() {
@@ -630,6 +674,7 @@ impl Drop for Node {
             let _ = Command::new("ip").args(["link", "del", link]).status();
         }
         unmount_under(self.dir.path());
+        remove_cgroup_root(&self.cgroup_root);
     }
 }
 
