@@ -357,7 +357,7 @@ impl Worker {
         if let Some(attempt) = plan.create_sandbox {
             if let Some(pc) = &self.shared.pod_cgroups {
                 pc.ensure_pod(pod).map_err(|e| {
-                    Error::io(&self.shared.pod_dir(&pod.uid), std::io::Error::other(e))
+                    Error::io(self.shared.pod_dir(&pod.uid), std::io::Error::other(e))
                 })?;
             }
             let ctx = self.context(pod, None);
