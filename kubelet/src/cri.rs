@@ -312,6 +312,17 @@ impl Cri {
             .containers)
     }
 
+    /// The runtime's container event stream (no deadline: it lasts).
+    pub async fn container_events(&self) -> Result<tonic::Streaming<cri::ContainerEventResponse>> {
+        Ok(self
+            .runtime
+            .clone()
+            .get_container_events(tonic::Request::new(cri::GetEventsRequest {}))
+            .await
+            .map_err(failed("GetContainerEvents", self.endpoint.clone()))?
+            .into_inner())
+    }
+
     pub async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus> {
         let r = self.req(cri::ContainerStatusRequest {
             container_id: id.to_owned(),

@@ -172,6 +172,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         "berth-kubelet started"
     );
     let (pleg_tx, mut pleg_rx) = mpsc::channel(4);
+    tasks.spawn(crate::pleg::events(cri.clone(), pleg_tx.clone()));
     tasks.spawn(crate::pleg::run(cri.clone(), RELIST_PERIOD, pleg_tx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
 

@@ -2,6 +2,9 @@
 //! all sandboxes and containers, and names the pod UIDs whose sandboxes or
 //! containers appeared, disappeared or changed state since the last list.
 //! It is correct on its own (containerd 1.6 has no GetContainerEvents).
+//! Where the runtime streams container events (berthd), `events` names the
+//! pod of each event as it comes, so a worker reacts at once rather than
+//! at the next relist.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -98,6 +101,56 @@ pub async fn run(cri: Cri, period: Duration, tx: mpsc::Sender<Relist>) {
     }
 }
 
+/// The pod an event is about (the sandbox's metadata, else the labels).
+pub fn event_pod(e: &cri::ContainerEventResponse) -> Option<String> {
+    e.pod_sandbox_status
+        .as_ref()
+        .and_then(|s| s.metadata.as_ref())
+        .map(|m| m.uid.clone())
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            e.pod_sandbox_status
+                .as_ref()
+                .and_then(|s| s.labels.get(POD_UID).cloned())
+        })
+}
+
+/// Follow the runtime's container events and send each event's pod as a
+/// change; reconnects after a broken stream, and returns when the runtime
+/// has no events (Unimplemented) or the receiver is gone.
+pub async fn events(cri: Cri, tx: mpsc::Sender<Relist>) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let mut stream = match cri.container_events().await {
+            Ok(s) => {
+                tracing::info!("following the runtime's container events");
+                delay = Duration::from_millis(500);
+                s
+            }
+            Err(e) if e.cri_code() == Some(tonic::Code::Unimplemented) => {
+                tracing::info!("the runtime has no container events: relisting only");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("container events: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        while let Ok(Some(ev)) = stream.message().await {
+            let Some(uid) = event_pod(&ev) else { continue };
+            let r = Relist {
+                changed: HashSet::from([uid]),
+                present: HashSet::new(),
+            };
+            if tx.send(r).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +171,28 @@ mod tests {
             labels: [(POD_UID.to_owned(), uid.to_owned())].into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn events_name_their_pod() {
+        let mut e = cri::ContainerEventResponse {
+            pod_sandbox_status: Some(cri::PodSandboxStatus {
+                metadata: Some(cri::PodSandboxMetadata {
+                    uid: "u1".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(event_pod(&e).as_deref(), Some("u1"));
+        e.pod_sandbox_status = Some(cri::PodSandboxStatus {
+            labels: [(POD_UID.to_owned(), "u2".to_owned())].into(),
+            ..Default::default()
+        });
+        assert_eq!(event_pod(&e).as_deref(), Some("u2"));
+        e.pod_sandbox_status = None;
+        assert_eq!(event_pod(&e), None);
     }
 
     #[test]

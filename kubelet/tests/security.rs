@@ -82,6 +82,12 @@ spec:
         log.contains("DATA=2000:2000"),
         "fsGroup owns the emptyDir:\n{log}"
     );
+    // berthd streams container events: the kubelet follows them.
+    assert!(
+        node.kubelet_log()
+            .contains("following the runtime's container events"),
+        "evented PLEG is not on against berthd"
+    );
 
     // runAsNonRoot and an image without USER: refused before creating.
     node.write_manifest(
