@@ -32,7 +32,7 @@ use crate::sandbox::{SandboxManager, error_chain, new_id, now_ns};
 use crate::shim::client::call;
 use crate::shim::proto::{self, ErrorKind, Request, Response, RuntimeCmd};
 use crate::store::JsonStore;
-use model::{Container, ContainerSpec, State, Status};
+use model::{Container, ContainerSpec, ProcessUser, State, Status};
 
 /// Filters of `ListContainers`.
 #[derive(Debug, Default, Clone)]
@@ -231,7 +231,10 @@ impl ContainerManager {
             events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
             layer_usage: Arc::default(),
         };
-        for (_, c) in records {
+        for (_, mut c) in records {
+            if c.user.is_none() {
+                c.user = ProcessUser::from_bundle(&c.bundle);
+            }
             if let Some(sb) = mgr.sandboxes.get(&c.sandbox_id) {
                 mgr.names.hold(&name_key(&c.spec, &sb), &c.id);
             }
@@ -337,16 +340,21 @@ impl ContainerManager {
             runtime_handler: sb.spec.runtime_handler.clone(),
             stop_signal,
             cgroup_path,
+            user: None,
         };
         // Recorded first: a crash from here on leaves a record that status
         // reports and remove cleans up, never an orphan.
         self.store.put(&id, &c)?;
         let result = self.prepare_and_create(&sb, &c, &image, runtime).await;
-        if let Err(e) = result {
-            tracing::warn!(container_id = %id, error = %error_chain(&e), "create failed; cleaning up");
-            self.cleanup(&c).await;
-            let _ = self.store.remove(&id);
-            return Err(e);
+        let mut c = c;
+        match result {
+            Ok(user) => c.user = Some(user),
+            Err(e) => {
+                tracing::warn!(container_id = %id, error = %error_chain(&e), "create failed; cleaning up");
+                self.cleanup(&c).await;
+                let _ = self.store.remove(&id);
+                return Err(e);
+            }
         }
         self.containers
             .lock()
@@ -367,7 +375,7 @@ impl ContainerManager {
         c: &Container,
         image: &berth_images::store::images::ImageRecord,
         runtime: RuntimeCmd,
-    ) -> Result<()> {
+    ) -> Result<ProcessUser> {
         let spec = &c.spec;
         let apparmor = apparmor::resolve(&spec.security.apparmor, spec.security.privileged)
             .map_err(|e| Error::InvalidArgument(format!("container {}: {e}", c.id)))?;
@@ -450,7 +458,7 @@ impl ContainerManager {
             },
         )
         .await?;
-        Ok(())
+        Ok(ProcessUser::new(user.uid, user.gid, &user.additional_gids))
     }
 
     /// The pid namespace a container joins: the pod's (its pause process)

@@ -33,6 +33,9 @@ pub struct Mount {
     pub host_path: PathBuf,
     pub readonly: bool,
     pub propagation: Propagation,
+    /// Read-only all the way down (`rro`): submounts too.
+    #[serde(default)]
+    pub recursive_readonly: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +167,40 @@ pub struct Container {
     pub stop_signal: i32,
     /// The cgroup path given to the runtime.
     pub cgroup_path: String,
+    /// The process's identity as resolved at creation (ContainerStatus
+    /// `user`); read back from the bundle's config.json after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ProcessUser>,
+}
+
+/// uid, gid and every group of the container's process (the primary one
+/// included, as `id -G` lists them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl ProcessUser {
+    pub fn new(uid: u32, gid: u32, additional: &[u32]) -> Self {
+        let mut groups = vec![gid];
+        groups.extend(additional.iter().filter(|g| **g != gid));
+        ProcessUser { uid, gid, groups }
+    }
+
+    /// From an OCI bundle's config.json.
+    pub fn from_bundle(bundle: &std::path::Path) -> Option<Self> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
+        let u = &v["process"]["user"];
+        let n = |x: &serde_json::Value| x.as_u64().and_then(|n| u32::try_from(n).ok());
+        let extra: Vec<u32> = u["additionalGids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(n).collect())
+            .unwrap_or_default();
+        Some(Self::new(n(&u["uid"])?, n(&u["gid"])?, &extra))
+    }
 }
 
 /// What CRI reports for a container's state.

@@ -207,7 +207,13 @@ fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> OciMount {
     }
 }
 
-fn bind(dest: &str, source: &Path, readonly: bool, propagation: Propagation) -> OciMount {
+fn bind(
+    dest: &str,
+    source: &Path,
+    readonly: bool,
+    rro: bool,
+    propagation: Propagation,
+) -> OciMount {
     let mut options = vec!["rbind".to_owned()];
     options.push(
         match propagation {
@@ -218,6 +224,9 @@ fn bind(dest: &str, source: &Path, readonly: bool, propagation: Propagation) -> 
         .into(),
     );
     options.push(if readonly { "ro" } else { "rw" }.into());
+    if rro {
+        options.push("rro".into());
+    }
     OciMount {
         destination: dest.into(),
         kind: Some("bind".into()),
@@ -347,6 +356,7 @@ fn mounts(input: &Input) -> Vec<OciMount> {
                 dest,
                 &src,
                 spec.security.readonly_rootfs,
+                false,
                 Propagation::Private,
             ));
         }
@@ -359,6 +369,7 @@ fn mounts(input: &Input) -> Vec<OciMount> {
             &m.container_path,
             &m.host_path,
             m.readonly,
+            m.recursive_readonly,
             m.propagation,
         ));
     }
@@ -684,12 +695,14 @@ mod tests {
                 host_path: "/tmp/b".into(),
                 readonly: true,
                 propagation: Propagation::HostToContainer,
+                recursive_readonly: false,
             },
             Mount {
                 container_path: "/data".into(),
                 host_path: "/tmp/a".into(),
                 readonly: false,
                 propagation: Propagation::Private,
+                recursive_readonly: false,
             },
         ];
         let sb: Sandbox = serde_json::from_value(serde_json::json!({

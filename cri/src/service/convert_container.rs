@@ -228,6 +228,18 @@ pub fn container_spec(c: Option<cri::ContainerConfig>) -> Result<ContainerSpec> 
                 "container config: {field}: image volumes are not supported"
             )));
         }
+        if mnt.recursive_read_only && !mnt.readonly {
+            return Err(invalid(format!(
+                "container config: {field}.recursive_read_only: needs readonly"
+            )));
+        }
+        if mnt.recursive_read_only
+            && mnt.propagation != cri::MountPropagation::PropagationPrivate as i32
+        {
+            return Err(invalid(format!(
+                "container config: {field}.recursive_read_only: needs private propagation"
+            )));
+        }
         let propagation = match cri::MountPropagation::try_from(mnt.propagation) {
             Ok(cri::MountPropagation::PropagationPrivate) => Propagation::Private,
             Ok(cri::MountPropagation::PropagationHostToContainer) => Propagation::HostToContainer,
@@ -247,6 +259,7 @@ pub fn container_spec(c: Option<cri::ContainerConfig>) -> Result<ContainerSpec> 
             host_path: host_path(&mnt.host_path, &format!("{field}.host_path"))?,
             readonly: mnt.readonly,
             propagation,
+            recursive_readonly: mnt.recursive_read_only,
         });
     }
     let mut devices = Vec::new();
@@ -365,6 +378,7 @@ pub fn container_status(c: &Container, st: &Status) -> cri::ContainerStatus {
                 container_path: m.container_path.clone(),
                 host_path: m.host_path.display().to_string(),
                 readonly: m.readonly,
+                recursive_read_only: m.recursive_readonly,
                 propagation: (match m.propagation {
                     Propagation::Private => cri::MountPropagation::PropagationPrivate,
                     Propagation::HostToContainer => {
@@ -382,7 +396,13 @@ pub fn container_status(c: &Container, st: &Status) -> cri::ContainerStatus {
             .unwrap_or_default(),
         resources: None,
         image_id: c.image_id.clone(),
-        user: None,
+        user: c.user.as_ref().map(|u| cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: i64::from(u.uid),
+                gid: i64::from(u.gid),
+                supplemental_groups: u.groups.iter().map(|g| i64::from(*g)).collect(),
+            }),
+        }),
     }
 }
 

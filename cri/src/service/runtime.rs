@@ -210,8 +210,10 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
                 } else {
                     name.clone()
                 },
+                // rro is mount_setattr(2): berth-runc, runc 1.1+ and crun
+                // all do it on the kernels berthd runs on (5.12+).
                 features: Some(cri::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    recursive_read_only_mounts: true,
                     user_namespaces: false,
                 }),
             })
@@ -222,7 +224,11 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
             }),
             info,
             runtime_handlers: handlers,
-            features: None,
+            // Strict groups are `user::resolve`'s; ContainerStatus has the
+            // process's user.
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: true,
+            }),
         }))
     }
 
