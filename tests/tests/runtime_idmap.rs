@@ -119,10 +119,16 @@ fn ridmap_maps_submounts_and_idmap_does_not() {
         "-c",
         "busybox stat -c '%n %u:%g' /r/root-file /n/root-file /r/sub/inner /n/sub/inner",
     ]);
-    // berth-runc runs in a mount namespace where `sub` is a tmpfs holding
-    // `inner` (0:0): the rbind copies it, ridmap maps it.
+    // berth-runc runs in a mount namespace where `sub` is a bind mount (of
+    // another folder of the same file system, which supports idmapped
+    // mounts; tmpfs only does from Linux 6.3) holding `inner` (0:0): the
+    // rbind copies it, ridmap maps it.
+    let inner = b.dir.join("inner-src");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(inner.join("inner"), "i").unwrap();
     let script = format!(
-        "mount --make-rprivate / && mount -t tmpfs t {sub} && touch {sub}/inner && exec {runc} --root {root} run --bundle {dir} {id}",
+        "mount --make-rprivate / && mount --bind {inner} {sub} && exec {runc} --root {root} run --bundle {dir} {id}",
+        inner = inner.display(),
         sub = sub.display(),
         runc = b.runtime.display(),
         root = b.state_root.display(),

@@ -142,7 +142,7 @@ pub fn validate(bundle: &Path, s: &Spec) -> Result<Config, ConfigError> {
         };
     let mount_label = match linux.mount_label.as_deref() {
         None | Some("") => None,
-        Some(l) => Some(selinux_label("linux.mountLabel", l).map_err(|(f, m)| invalid(f, m))?),
+        Some(l) => selinux_label("linux.mountLabel", l).map_err(|(f, m)| invalid(f, m))?,
     };
     let mut mounts = Vec::with_capacity(s.mounts.len());
     for (i, m) in s.mounts.iter().enumerate() {
@@ -467,9 +467,7 @@ pub fn validate_process(
     };
     let selinux_label = match p.selinux_label.as_deref() {
         None | Some("") => None,
-        Some(l) => {
-            Some(selinux_label(&format!("{at}.selinuxLabel"), l).map_err(|(f, m)| inv(f, m))?)
-        }
+        Some(l) => selinux_label(&format!("{at}.selinuxLabel"), l).map_err(|(f, m)| inv(f, m))?,
     };
     Ok(ProcessConfig {
         selinux_label,
@@ -494,9 +492,11 @@ pub fn validate_process(
     })
 }
 
-/// An SELinux context from the config: well formed, and refused on a host
-/// without SELinux rather than run unlabelled (as AppArmor profiles are).
-pub fn selinux_label(field: &str, l: &str) -> Result<String, (String, String)> {
+/// An SELinux context from the config: refused when malformed; None (not
+/// applied) on a host without SELinux, as runc and crun do: callers set
+/// labels whether or not the host enforces them, and the OCI validation
+/// suite expects containers with labels to run on such hosts.
+pub fn selinux_label(field: &str, l: &str) -> Result<Option<String>, (String, String)> {
     if !crate::sys::selinux::valid_label(l) {
         return Err((
             field.to_owned(),
@@ -504,12 +504,12 @@ pub fn selinux_label(field: &str, l: &str) -> Result<String, (String, String)> {
         ));
     }
     if !crate::sys::selinux::enabled() {
-        return Err((
-            field.to_owned(),
-            format!("label {l:?} asked for, but SELinux is not enabled on this host"),
+        crate::log::debug(&format!(
+            "{field}: SELinux is not enabled on this host, label {l:?} not applied"
         ));
+        return Ok(None);
     }
-    Ok(l.to_owned())
+    Ok(Some(l.to_owned()))
 }
 
 /// `process.scheduler`, checked as sched_setattr(2) would, with the field

@@ -171,9 +171,8 @@ impl Runtime {
             p.apparmor_profile = (!a.is_empty()).then(|| a.clone());
         }
         if let Some(l) = o.process_label.as_deref().filter(|l| !l.is_empty()) {
-            let l = config::selinux_label("--process-label", l)
+            p.selinux_label = config::selinux_label("--process-label", l)
                 .map_err(|(f, m)| Error::Usage(format!("{f}: {m}")))?;
-            p.selinux_label = Some(l);
         }
         Ok(p)
     }
