@@ -110,7 +110,10 @@ fn selinux_labels_are_refused_when_malformed_and_ignored_without_selinux() {
     let mut b = Bundle::new("cfg-selinux-shape");
     b.config["process"]["selinuxLabel"] = "container_t".into();
     b.write_config();
-    fails_cleanly(&b, "process.selinuxLabel: \"container_t\" is not an SELinux context");
+    fails_cleanly(
+        &b,
+        "process.selinuxLabel: \"container_t\" is not an SELinux context",
+    );
     if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
         // Where SELinux runs, labels are applied: not what this checks.
         return;
