@@ -177,6 +177,15 @@ if [ $QUICK = 0 ]; then
             hack/vm/run-tests.sh --timeout 300 --only oom_killed --only update_container_resources \
             --only pod_sandbox_metrics --only metrics_endpoint --only checkpoint "$CRI_BIN"
     fi
+    # berth-kubelet (standalone, on berthd) in the v2 VM: pod cgroups by QoS
+    # with v2's files, and the security contexts.
+    if wanted vm-v2-kubelet; then
+        KL_BIN=$(cargo test --release --workspace --test security --no-run --message-format=json 2>/dev/null \
+            | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "security") | .executable')
+        tier vm-v2-kubelet "berth-kubelet: pod cgroups by QoS, security contexts, cgroup v2 VM" \
+            bash hack/vm.sh run --cgroup v2 --timeout 1500 -- \
+            hack/vm/run-tests.sh --timeout 300 "$KL_BIN"
+    fi
     # --vm: the peer suites again in the v2 VM, each in its own boot (9-13 min
     # each under TCG on 2 cores). Their detailed results stay in the run
     # folder (_output/vm/results/<run>/) each row's log names.

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
                 host_ip: None,
                 memory_capacity: 1 << 30,
                 objects: Default::default(),
+                service_env: Vec::new(),
+                seccomp_root: std::path::PathBuf::from("/var/lib/kubelet/seccomp"),
+                cgroup_parent: Some("/kubepods/podx".into()),
             };
+            let _ = berth_kubelet::pod_cgroups::PodLimits::of(&pod);
             let _ = berth_kubelet::cri_config::sandbox_config(&pod, 0, &ctx);
             for c in pod.all_containers() {
                 let _ = berth_kubelet::cri_config::container_config(&pod, c, 0, &ctx, Vec::new());
