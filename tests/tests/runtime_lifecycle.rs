@@ -138,14 +138,20 @@ fn create_start_kill_delete_walks_the_states() {
     let pid = st["pid"].as_i64().unwrap();
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
     // created: the init waits, the process has not been exec'd yet, and
-    // the init runs from a sealed memfd copy of the runtime (CVE-2019-5736).
+    // the init runs from a copy of the runtime that cannot be written
+    // (CVE-2019-5736): a read-only mount, or a sealed memfd.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_ne!(comm.trim(), "sleep");
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let exe_path = format!("/proc/{pid}/exe");
+    let exe = std::fs::read_link(&exe_path).unwrap();
+    let ro = rustix::fs::statvfs(exe_path.as_str())
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
     assert!(
-        exe.to_string_lossy().starts_with("/memfd:berth-runc"),
-        "{exe:?}"
+        ro || exe.to_string_lossy().starts_with("/memfd:berth-runc"),
+        "the init's binary {exe:?} is writable"
     );
+    let w = std::fs::OpenOptions::new().write(true).open(&exe_path);
+    assert!(w.is_err(), "opened the init's binary for writing");
     let l = b.runc(&["list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_slice(&l.stdout).unwrap();
     assert_eq!(list[0]["status"], "created");

@@ -245,7 +245,7 @@ fn main() {
     let enters = matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_));
     if enters
         && std::env::var_os("BERTH_RUNC_UNSEALED_FOR_BENCHMARK").is_none()
-        && let Err(e) = berth_runtime::sys::exe::ensure_sealed()
+        && let Err(e) = berth_runtime::sys::exe::ensure_sealed(&cli.root.join(".exe-lower"))
     {
         log::error(&format!(
             "re-exec from a sealed copy of the runtime binary: {e}"
