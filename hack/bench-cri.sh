@@ -190,6 +190,11 @@ else
     SHIM_BUILD="berth-shim: berth-cri's development build, not the lean one (run hack/build.sh)"
     log "warning: $SHIM_BUILD"
 fi
+# berth-runc likewise.
+if [ -x "$(lean_runc_path)" ]; then
+    cp "$(lean_runc_path)" "$WORK/bin/berth-runc"
+    SHIM_BUILD="$SHIM_BUILD; berth-runc: the lean build"
+fi
 write_mirrors "$WORK/certs.d"
 # The same plugin chain as the test bed's containerd (bridge with masquerade
 # and hairpin, portmap; loopback, which containerd runs on its own).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lifecycle benchmark: create + start + wait + delete of /bin/true from a
 # busybox bundle with cgroups (memory and pids limits), N times per runtime,
-# berth-runc (release) vs runc (and crun when this host's cgroup layout lets
+# berth-runc (hack/build.sh's lean build) vs runc (and crun when this host's cgroup layout lets
 # it run) in the same run, plus the bare namespace floor
 # (`unshare -pmuin --fork /bin/true`). Prints medians, the ratio to runc and
 # to the floor, and the peak RSS of each runtime process tree.
@@ -20,9 +20,9 @@ N=${1:-50}
 # BERTH_RUNC=path skips the build (e.g. while another cargo holds the lock).
 BERTH=${BERTH_RUNC:-}
 if [ -z "$BERTH" ]; then
-    log "building berth-runc (release)"
-    cargo build --release -q -p berth-runtime --bin berth-runc
-    BERTH=${CARGO_TARGET_DIR:-$BERTH_ROOT/target}/release/berth-runc
+    log "building berth-runc (the lean build hack/build.sh installs)"
+    lean_runc_build "$(nproc)" >/dev/null 2>&1 || die "building berth-runc failed"
+    BERTH=$(lean_runc_path)
 fi
 
 WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)

@@ -81,14 +81,19 @@ wait_for() {
 port_listening() { ss -Hltn "sport = :$1" | grep -q .; }
 
 # The lean per-pod monitor (see hack/build.sh and shim/Cargo.toml): static
-# musl, size-optimized `shim` profile.
+# musl, size-optimized `lean` profile (Cargo.toml).
 SHIM_TARGET=x86_64-unknown-linux-musl
-lean_shim_path() { echo "${CARGO_TARGET_DIR:-$BERTH_ROOT/target}/$SHIM_TARGET/shim/berth-shim"; }
+lean_shim_path() { echo "${CARGO_TARGET_DIR:-$BERTH_ROOT/target}/$SHIM_TARGET/lean/berth-shim"; }
 # lean_shim_build JOBS: build it; fails when the musl target cannot be had.
 lean_shim_build() {
     if ! rustup target list --installed 2>/dev/null | grep -qx "$SHIM_TARGET"; then
         rustup target add "$SHIM_TARGET" >&2 || return 1
     fi
-    (cd "$BERTH_ROOT" && cargo build --profile shim --target "$SHIM_TARGET" -j "$1" \
+    (cd "$BERTH_ROOT" && cargo build --profile lean --target "$SHIM_TARGET" -j "$1" \
         -p berth-shim --features standalone)
+}
+# The lean berth-runc (glibc: it links libseccomp), as hack/build.sh installs it.
+lean_runc_path() { echo "${CARGO_TARGET_DIR:-$BERTH_ROOT/target}/lean/berth-runc"; }
+lean_runc_build() { # JOBS
+    (cd "$BERTH_ROOT" && cargo build --profile lean -j "$1" -p berth-runtime --bin berth-runc)
 }

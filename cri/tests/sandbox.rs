@@ -365,3 +365,63 @@ async fn a_sandbox_whose_monitor_died_is_not_ready_after_restart() {
         .await
         .unwrap();
 }
+
+/// The network and the monitor (with the pause process of a pod-wide PID
+/// namespace) start at the same time: when the network fails, the error
+/// names the plugin and the monitor, the pause, the namespaces and the
+/// record are all gone.
+#[tokio::test]
+async fn a_failed_network_undoes_the_monitor_and_pause_started_beside_it() {
+    let b = Berthd::start(7);
+    // A subnet host-local cannot use: the bridge plugin's ADD fails.
+    let conf = b.dir.path().join("net.d/10-test.conflist");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let broken = text.replace(&format!("{}0/24", b.subnet_prefix), "10.201.0.0/33");
+    assert_ne!(text, broken, "the test's conflist has the subnet");
+    std::fs::write(&conf, broken).unwrap();
+    let mut rt = b.runtime().await;
+    let mut p = pod("nonet", "uid-8");
+    p.linux = Some(linux(cri::NamespaceOption {
+        pid: cri::NamespaceMode::Pod as i32,
+        ..Default::default()
+    }));
+    let err = rt.run_pod_sandbox(run_req(p)).await.unwrap_err();
+    assert!(
+        err.message().contains("bridge"),
+        "the error names the failing plugin: {}",
+        err.message()
+    );
+    let items = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(items.is_empty(), "a failed RunPodSandbox left {items:?}");
+    assert!(
+        shims_under(b.dir.path()).is_empty(),
+        "the monitor started beside the failed network was left running"
+    );
+    let pauses: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.starts_with("/pause") && c.contains(&*b.dir.path().to_string_lossy()))
+        .collect();
+    assert!(pauses.is_empty(), "pause left running: {pauses:?}");
+    let ns: Vec<_> = std::fs::read_dir(b.state_dir().join("ns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(ns.is_empty(), "namespaces left behind: {ns:?}\n{}", b.log());
+    let sandboxes = b.state_dir().join("sandboxes");
+    assert!(
+        std::fs::read_dir(&sandboxes)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true),
+        "sandbox folders left behind"
+    );
+}

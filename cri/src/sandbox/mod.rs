@@ -230,18 +230,6 @@ impl SandboxManager {
                     .path()
                     .to_owned(),
             );
-            // Record before attaching, so a crash mid-ADD is cleaned up later.
-            self.store.put(&id, sb)?;
-            let result =
-                self.cni
-                    .add(&self.attachment(sb))
-                    .await
-                    .map_err(|source| Error::Network {
-                        id: id.clone(),
-                        source: Box::new(source),
-                    })?;
-            sb.network_attached = true;
-            sb.ips = result.ips.iter().map(|ip| ip.address.to_string()).collect();
         }
         if sb.spec.ipc == NsMode::Pod {
             sb.ipcns = Some(
@@ -251,6 +239,75 @@ impl SandboxManager {
                     .to_owned(),
             );
         }
+        // Record before attaching, so a crash mid-ADD is cleaned up later.
+        self.store.put(&id, sb)?;
+        // The network (CNI ADD: the bridge plugin's iptables calls make it
+        // the slowest step) and the pod's monitor (and pause) need only the
+        // pinned namespaces, not each other: both run at once, and the
+        // sandbox is ready when both are.
+        let started = std::time::Instant::now();
+        let snapshot = sb.clone();
+        let network = async {
+            snapshot.netns.as_ref()?;
+            let r = self.cni.add(&self.attachment(&snapshot)).await;
+            Some((r, started.elapsed()))
+        };
+        let socket = monitor::socket_path(&self.socket_dir, &id);
+        let monitor = async {
+            let shim = monitor::spawn(&self.shim_binary, &snapshot.files_dir.join("shim"), &socket)
+                .await
+                .map(|pid| ShimRef {
+                    pid,
+                    socket: socket.clone(),
+                })?;
+            let pause = if snapshot.spec.pid == NsMode::Pod {
+                let start = async {
+                    let runtime =
+                        monitor::runtime_cmd(&self.config, &snapshot.spec.runtime_handler)?;
+                    let cgroup =
+                        monitor::cgroup_path(&self.config, &snapshot.spec.cgroup_parent, &id);
+                    let binary = monitor::resolve_binary(&self.config.pause_path);
+                    pause::start(&snapshot, &socket, &binary, runtime, &cgroup).await
+                };
+                Some(start.await)
+            } else {
+                None
+            };
+            Ok::<_, Error>((shim, pause))
+        };
+        let (network, monitor) = tokio::join!(network, monitor);
+        // Keep whatever started, so a failure of the other half releases it.
+        let mut first_error = None;
+        match monitor {
+            Ok((shim, pause)) => {
+                sb.shim = Some(shim);
+                match pause {
+                    Some(Ok(pid)) => sb.pause = Some(pid),
+                    Some(Err(e)) => first_error = Some(e),
+                    None => {}
+                }
+            }
+            Err(e) => first_error = Some(e),
+        }
+        if let Some((result, took)) = network {
+            match result {
+                Ok(result) => {
+                    sb.network_attached = true;
+                    sb.ips = result.ips.iter().map(|ip| ip.address.to_string()).collect();
+                    tracing::debug!(sandbox_id = %id, took_ms = took.as_millis() as u64, "network attached");
+                }
+                Err(source) => {
+                    first_error.get_or_insert(Error::Network {
+                        id: id.clone(),
+                        source: Box::new(source),
+                    });
+                }
+            }
+        }
+        self.store.put(&id, sb)?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         files::write_all(&sb.files_dir, &sb.spec, sb.ips.first().map(String::as_str)).map_err(
             |source| Error::Io {
                 what: "sandbox files",
@@ -258,20 +315,6 @@ impl SandboxManager {
                 source,
             },
         )?;
-        let socket = monitor::socket_path(&self.socket_dir, &id);
-        let pid = monitor::spawn(&self.shim_binary, &sb.files_dir.join("shim"), &socket).await?;
-        sb.shim = Some(ShimRef {
-            pid,
-            socket: socket.clone(),
-        });
-        self.store.put(&id, sb)?;
-        if sb.spec.pid == NsMode::Pod {
-            let runtime = monitor::runtime_cmd(&self.config, &sb.spec.runtime_handler)?;
-            let cgroup = monitor::cgroup_path(&self.config, &sb.spec.cgroup_parent, &id);
-            let binary = monitor::resolve_binary(&self.config.pause_path);
-            sb.pause = Some(pause::start(sb, &socket, &binary, runtime, &cgroup).await?);
-            self.store.put(&id, sb)?;
-        }
         Ok(())
     }
 
@@ -287,7 +330,13 @@ impl SandboxManager {
         if let Err(e) = self.release_network(sb).await {
             tracing::warn!(sandbox_id = %sb.id, error = %error_chain(&e), "releasing network");
         }
-        for p in [sb.ipcns.take(), sb.utsns.take()].into_iter().flatten() {
+        // The record goes with this sandbox, so nothing would retry the DEL:
+        // the namespace goes too, also when the DEL failed (a broken
+        // config's DEL fails as its ADD did, with nothing attached).
+        for p in [sb.netns.take(), sb.ipcns.take(), sb.utsns.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = PinnedNs::at(p).remove();
         }
         let _ = std::fs::remove_dir_all(&sb.files_dir);
