@@ -2,10 +2,13 @@
 # kubelet benchmark: berth-kubelet vs upstream's kubelet (the test bed's,
 # built from the pinned k8s.io/kubernetes), in the same run, each joined to
 # the test bed's control plane and each on its own isolated berthd (same
-# binaries, same image present), driven through the API with kubectl.
+# binaries, same image present), driven through the API by
+# hack/pod-latency.py (one long-lived client: one connection for the
+# creates, one watch for the Running updates, so no client start-up or poll
+# interval is in the figures).
 # Measures, per kubelet:
 #
-#   1. pod creation (kubectl apply) to phase Running in the API, one pod
+#   1. pod creation (the POST) to phase Running in the API (the watch event), one pod
 #      after another (the earlier ones keep running), median and p99 over N;
 #   2. the wall time until a batch of B pods created at once are all Running;
 #   3. the kubelet's RSS with no pod and with the batch running, and its CPU
@@ -85,24 +88,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-pod_yaml() { # NAME NODE LABEL
-    cat <<YAML
----
-apiVersion: v1
-kind: Pod
-metadata: {name: $1, namespace: bench-$2, labels: {set: $3}}
-spec:
-  nodeName: $2
-  automountServiceAccountToken: false
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: c, image: '$IMAGE', imagePullPolicy: IfNotPresent, command: [sleep, '36000']}
-YAML
-}
+# lat ARGS...: hack/pod-latency.py against this run's API server.
+lat() { KUBECTL=$BIN/kubectl python3 hack/pod-latency.py --kubeconfig "$BERTH_KUBECONFIG" --image "$IMAGE" "$@"; }
 
 # bench KIND INDEX: one kubelet's run; results in $RES/KIND.*
 bench() {
@@ -160,35 +150,26 @@ YAML
     sleep 10
     rss_mb "$kpid" >"$RES/$kind.rss0"
     # Warm up: the image into this berthd, the first sandbox.
-    pod_yaml warm "$node" warm | "${K[@]}" apply -f - >/dev/null
-    "${K[@]}" -n "bench-$node" wait --for=jsonpath='{.status.phase}'=Running pod/warm --timeout=180s >/dev/null \
+    lat --namespace "bench-$node" --node "$node" --prefix warm --label set=warm --sequential 1 >/dev/null \
         || die "$kind: the warm-up pod did not run (log $w/kubelet.log)"
-    "${K[@]}" -n "bench-$node" delete pod warm --wait=true >/dev/null
+    "${K[@]}" -n "bench-$node" delete pod warm1 --wait=true >/dev/null
     log "$kind: $N pods one after another"
-    for i in $(seq "$N"); do
-        t0=$(now_ms)
-        pod_yaml "s$i" "$node" seq | "${K[@]}" apply -f - >/dev/null
-        "${K[@]}" -n "bench-$node" wait --for=jsonpath='{.status.phase}'=Running "pod/s$i" --timeout=180s >/dev/null \
-            || die "$kind: pod s$i did not run"
-        t1=$(now_ms)
-        echo $((t1 - t0)) >>"$RES/$kind.seq"
-    done
+    lat --namespace "bench-$node" --node "$node" --prefix s --label set=seq \
+        --sequential "$N" >"$RES/$kind.seq" || die "$kind: the pods one after another did not all run"
     "${K[@]}" -n "bench-$node" delete pods -l set=seq --wait=true --timeout=300s >/dev/null
     log "$kind: a batch of $B pods"
-    for i in $(seq "$B"); do pod_yaml "b$i" "$node" batch; done >"$w/batch.yaml"
-    t0=$(now_ms)
-    "${K[@]}" apply -f "$w/batch.yaml" >/dev/null
-    "${K[@]}" -n "bench-$node" wait --for=jsonpath='{.status.phase}'=Running pods -l set=batch --timeout=900s >/dev/null \
-        || die "$kind: the batch did not run"
-    t1=$(now_ms)
-    echo $((t1 - t0)) >"$RES/$kind.batch"
+    lat --namespace "bench-$node" --node "$node" --prefix b --label set=batch \
+        --batch "$B" >"$RES/$kind.batch" || die "$kind: the batch did not run"
     sleep 5
     rss_mb "$kpid" >"$RES/$kind.rssB"
     t0=$(cpu_ticks "$kpid")
     sleep 20
     t1=$(cpu_ticks "$kpid")
     echo "$t0 $t1 $(getconf CLK_TCK)" | awk '{printf "%.1f", ($2-$1)/$3/20*100}' >"$RES/$kind.cpuB"
-    "${K[@]}" delete ns "bench-$node" --wait=true --timeout=600s >/dev/null
+    # The pods first, by this kubelet (no namespace controller runs unless
+    # the control plane was started with --full).
+    "${K[@]}" -n "bench-$node" delete pods --all --wait=true --timeout=600s >/dev/null
+    "${K[@]}" delete ns "bench-$node" --wait=false >/dev/null
 }
 
 bench berth 1
