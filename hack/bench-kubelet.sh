@@ -61,19 +61,24 @@ RUNID=$$
 RES=$(mktemp -d /tmp/bkl-res.XXXXXX)
 WORKS=()
 NODES=()
-PIDS=()
+PIDS=() KPIDS=()
 
 cleanup() {
     set +e
     for n in "${NODES[@]}"; do
         "${K[@]}" delete ns "bench-$n" --wait=false >/dev/null 2>&1
     done
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    # The kubelets first, then their pods through the berthds still
+    # running (killing a berthd first would orphan its monitors), then the
+    # berthds.
+    for p in "${KPIDS[@]}"; do kill "$p" 2>/dev/null; done
     sleep 1
     for w in "${WORKS[@]}"; do
         [ -S "$w/berthd.sock" ] && "$BIN/crictl" --runtime-endpoint "unix://$w/berthd.sock" rmp -fa >/dev/null 2>&1
     done
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for p in "${KPIDS[@]}" "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    sleep 1
+    for p in "${KPIDS[@]}" "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     for n in "${NODES[@]}"; do
         "${K[@]}" delete node "$n" --ignore-not-found >/dev/null 2>&1
         "${K[@]}" -n kube-node-lease delete lease "$n" --ignore-not-found >/dev/null 2>&1
@@ -141,7 +146,7 @@ YAML
             --root-dir "$w/kubelet" --cert-dir "$w/pki" >"$w/kubelet.log" 2>&1 &
     fi
     kpid=$!
-    PIDS+=("$kpid")
+    KPIDS+=("$kpid")
     wait_for 120 "node $node registered" "${K[@]}" get node "$node"
     "${K[@]}" wait --for=condition=Ready "node/$node" --timeout=180s >/dev/null \
         || die "$kind: node $node not Ready (log $w/kubelet.log)"
