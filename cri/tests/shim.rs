@@ -513,3 +513,50 @@ async fn a_tty_container_whose_terminal_never_comes_is_removed_again() {
     }
     panic!("the runtime still lists {id}: {listed}");
 }
+
+/// berthd killed while it waits on a container (its `Wait` connection
+/// gone, the container still running): the monitor must idle, not spin on
+/// the hung-up socket, and still answer the next client.
+#[tokio::test]
+async fn a_waiter_that_goes_away_does_not_make_the_monitor_spin() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = Shim::start();
+    let id = s.create("c9", "exec sleep 1000").await;
+    assert_eq!(s.req(Request::Start { id: id.clone() }).await, Response::Ok);
+    let mut sock = tokio::net::UnixStream::connect(&s.socket).await.unwrap();
+    let mut line = serde_json::to_vec(&Request::Wait { id: id.clone() }).unwrap();
+    line.push(b'\n');
+    sock.write_all(&line).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(sock);
+    let ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = stat.rsplit_once(") ").unwrap().1;
+        let f: Vec<&str> = rest.split(' ').collect();
+        // utime and stime: fields 14 and 15, 12 and 13 after the name.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = ticks(s.child.id());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let used = ticks(s.child.id()) - before;
+    // A spinning loop takes a whole core: ~200 ticks in 2 s. An idle
+    // monitor takes none.
+    assert!(
+        used < 20,
+        "the monitor used {used} ticks in 2 s with its waiter gone"
+    );
+    let st = state_of(s.req(Request::State { id: id.clone() }).await);
+    assert_eq!(st.status, Status::Running);
+    assert_eq!(
+        s.req(Request::Kill {
+            id: id.clone(),
+            signal: 9,
+            all: false
+        })
+        .await,
+        Response::Ok
+    );
+    let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
+    assert_eq!(st.exit_code, Some(137));
+    assert_eq!(s.req(Request::Delete { id }).await, Response::Ok);
+}

@@ -291,6 +291,14 @@ impl Shim {
             if !c.wbuf.is_empty() {
                 flags |= PollFlags::POLLOUT;
             }
+            // Nothing to read or write (a request in flight from a peer that
+            // has gone, an attach whose stdin backlog is full): not polled,
+            // since poll reports a hang-up whether asked or not and the loop
+            // would spin on it. The answer, when it comes, finds the peer
+            // gone and drops the connection.
+            if flags.is_empty() {
+                continue;
+            }
             fds.push(PollFd::new(c.sock.as_fd(), flags));
             srcs.push(Source::Conn(*t));
         }
