@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,10 +33,8 @@ import urllib.parse
 
 
 def load_kubeconfig(path):
-    # The test bed's kubeconfigs are JSON-compatible YAML only in parts, so
-    # read the few keys needed from kubectl's own rendering of the file.
-    import subprocess
-
+    # Kubeconfigs are YAML (no YAML parser in the standard library): read
+    # kubectl's JSON rendering of the file instead.
     kubectl = os.environ.get("KUBECTL", "kubectl")
     out = subprocess.run(
         [kubectl, "--kubeconfig", path, "config", "view", "--raw", "--minify", "-o", "json"],

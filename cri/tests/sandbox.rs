@@ -50,6 +50,27 @@ fn run_req(c: cri::PodSandboxConfig) -> cri::RunPodSandboxRequest {
 
 use common::pod_status as status;
 
+/// The sandboxes berthd lists.
+async fn sandboxes(
+    rt: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+) -> Vec<cri::PodSandbox> {
+    rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+}
+
+/// The names in `dir` (none when it does not exist).
+fn entries(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect()
+}
+
 #[tokio::test]
 async fn sandbox_lifecycle_with_network_and_namespaces() {
     let b = Berthd::start(1);
@@ -294,23 +315,13 @@ async fn invalid_and_unsupported_requests_leave_nothing() {
     );
     assert!(err.message().contains("TARGET"), "{}", err.message());
 
-    let items = rt
-        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let items = sandboxes(&mut rt).await;
     assert!(
         items.is_empty(),
         "a failed RunPodSandbox left a sandbox: {items:?}"
     );
-    let ns = b.state_dir().join("ns");
-    assert!(
-        std::fs::read_dir(&ns)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true),
-        "namespaces left behind"
-    );
+    let ns = entries(&b.state_dir().join("ns"));
+    assert!(ns.is_empty(), "namespaces left behind: {ns:?}");
 }
 
 #[tokio::test]
@@ -391,12 +402,7 @@ async fn a_failed_network_undoes_the_monitor_and_pause_started_beside_it() {
         "the error names the failing plugin: {}",
         err.message()
     );
-    let items = rt
-        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let items = sandboxes(&mut rt).await;
     assert!(items.is_empty(), "a failed RunPodSandbox left {items:?}");
     assert!(
         shims_under(b.dir.path()).is_empty(),
@@ -410,18 +416,11 @@ async fn a_failed_network_undoes_the_monitor_and_pause_started_beside_it() {
         .filter(|c| c.starts_with("/pause") && c.contains(&*b.dir.path().to_string_lossy()))
         .collect();
     assert!(pauses.is_empty(), "pause left running: {pauses:?}");
-    let ns: Vec<_> = std::fs::read_dir(b.state_dir().join("ns"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let ns = entries(&b.state_dir().join("ns"));
     assert!(ns.is_empty(), "namespaces left behind: {ns:?}\n{}", b.log());
-    let sandboxes = b.state_dir().join("sandboxes");
+    let folders = entries(&b.state_dir().join("sandboxes"));
     assert!(
-        std::fs::read_dir(&sandboxes)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true),
-        "sandbox folders left behind"
+        folders.is_empty(),
+        "sandbox folders left behind: {folders:?}"
     );
 }

@@ -112,6 +112,15 @@ impl Shim {
         call(&self.socket, &r).await.expect("shim request")
     }
 
+    async fn kill(&self, id: &str, signal: i32) -> Response {
+        self.req(Request::Kill {
+            id: id.into(),
+            signal,
+            all: false,
+        })
+        .await
+    }
+
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log")))
             .unwrap_or_default()
@@ -228,27 +237,11 @@ async fn kill_stops_a_running_container_and_shutdown_waits_for_none_left() {
         Response::Error { .. }
     ));
 
-    assert_eq!(
-        s.req(Request::Kill {
-            id: id.clone(),
-            signal: 9,
-            all: false
-        })
-        .await,
-        Response::Ok
-    );
+    assert_eq!(s.kill(&id, 9).await, Response::Ok);
     let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
     assert_eq!(st.exit_code, Some(137), "SIGKILL is exit code 128+9");
     // Killing an exited container is fine.
-    assert_eq!(
-        s.req(Request::Kill {
-            id: id.clone(),
-            signal: 9,
-            all: false
-        })
-        .await,
-        Response::Ok
-    );
+    assert_eq!(s.kill(&id, 9).await, Response::Ok);
     assert_eq!(
         s.req(Request::Delete { id: id.clone() }).await,
         Response::Ok
@@ -547,15 +540,7 @@ async fn a_waiter_that_goes_away_does_not_make_the_monitor_spin() {
     );
     let st = state_of(s.req(Request::State { id: id.clone() }).await);
     assert_eq!(st.status, Status::Running);
-    assert_eq!(
-        s.req(Request::Kill {
-            id: id.clone(),
-            signal: 9,
-            all: false
-        })
-        .await,
-        Response::Ok
-    );
+    assert_eq!(s.kill(&id, 9).await, Response::Ok);
     let st = state_of(s.req(Request::Wait { id: id.clone() }).await);
     assert_eq!(st.exit_code, Some(137));
     assert_eq!(s.req(Request::Delete { id }).await, Response::Ok);

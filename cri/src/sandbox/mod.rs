@@ -14,7 +14,7 @@ pub mod monitor;
 pub mod pause;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -245,12 +245,10 @@ impl SandboxManager {
         // the slowest step) and the pod's monitor (and pause) need only the
         // pinned namespaces, not each other: both run at once, and the
         // sandbox is ready when both are.
-        let started = std::time::Instant::now();
         let snapshot = sb.clone();
         let network = async {
             snapshot.netns.as_ref()?;
-            let r = self.cni.add(&self.attachment(&snapshot)).await;
-            Some((r, started.elapsed()))
+            Some(self.cni.add(&self.attachment(&snapshot)).await)
         };
         let socket = monitor::socket_path(&self.socket_dir, &id);
         let monitor = async {
@@ -261,15 +259,7 @@ impl SandboxManager {
                     socket: socket.clone(),
                 })?;
             let pause = if snapshot.spec.pid == NsMode::Pod {
-                let start = async {
-                    let runtime =
-                        monitor::runtime_cmd(&self.config, &snapshot.spec.runtime_handler)?;
-                    let cgroup =
-                        monitor::cgroup_path(&self.config, &snapshot.spec.cgroup_parent, &id);
-                    let binary = monitor::resolve_binary(&self.config.pause_path);
-                    pause::start(&snapshot, &socket, &binary, runtime, &cgroup).await
-                };
-                Some(start.await)
+                Some(self.start_pause(&snapshot, &socket).await)
             } else {
                 None
             };
@@ -289,20 +279,18 @@ impl SandboxManager {
             }
             Err(e) => first_error = Some(e),
         }
-        if let Some((result, took)) = network {
-            match result {
-                Ok(result) => {
-                    sb.network_attached = true;
-                    sb.ips = result.ips.iter().map(|ip| ip.address.to_string()).collect();
-                    tracing::debug!(sandbox_id = %id, took_ms = took.as_millis() as u64, "network attached");
-                }
-                Err(source) => {
-                    first_error.get_or_insert(Error::Network {
-                        id: id.clone(),
-                        source: Box::new(source),
-                    });
-                }
+        match network {
+            Some(Ok(result)) => {
+                sb.network_attached = true;
+                sb.ips = result.ips.iter().map(|ip| ip.address.to_string()).collect();
             }
+            Some(Err(source)) => {
+                first_error.get_or_insert(Error::Network {
+                    id: id.clone(),
+                    source: Box::new(source),
+                });
+            }
+            None => {}
         }
         self.store.put(&id, sb)?;
         if let Some(e) = first_error {
@@ -316,6 +304,14 @@ impl SandboxManager {
             },
         )?;
         Ok(())
+    }
+
+    /// The pause process of a pod-wide PID namespace, under the monitor.
+    async fn start_pause(&self, sb: &Sandbox, socket: &Path) -> Result<i32> {
+        let runtime = monitor::runtime_cmd(&self.config, &sb.spec.runtime_handler)?;
+        let cgroup = monitor::cgroup_path(&self.config, &sb.spec.cgroup_parent, &sb.id);
+        let binary = monitor::resolve_binary(&self.config.pause_path);
+        pause::start(sb, socket, &binary, runtime, &cgroup).await
     }
 
     /// Release the network (CNI DEL) and its namespace. Best effort for
