@@ -166,6 +166,22 @@ if [ $QUICK = 0 ]; then
             bash hack/vm.sh run --cgroup v2 --timeout 1800 -- \
             hack/vm/run-tests.sh --timeout 120 "${RT_BINS[@]}"
     fi
+    # The systemd cgroup driver, with systemd as the guest's PID 1 (this
+    # host has no systemd), on v2 and on the hybrid layout: berth-runc's
+    # scopes beside runc's, and berth-kubelet + berthd with pod slices.
+    if wanted vm-systemd; then
+        SD_BIN=$(cargo test --release -p berth-tests --test runtime_systemd --no-run --message-format=json 2>/dev/null \
+            | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "runtime_systemd") | .executable')
+        SDK_BIN=$(cargo test --release -p berth-kubelet --test security --no-run --message-format=json 2>/dev/null \
+            | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "security") | .executable')
+        for cg in v2 hybrid; do
+            tier "vm-systemd-$cg" "systemd cgroup driver (berth-runc, berthd, berth-kubelet), systemd as init, cgroup $cg VM" \
+                bash hack/vm.sh run --init systemd --cgroup "$cg" --timeout 1200 -- bash -c \
+                'hack/vm/run-tests.sh --timeout 120 --include-ignored "$0"; a=$?
+                 hack/vm/run-tests.sh --timeout 300 --include-ignored --only systemd "$1"; b=$?
+                 exit $((a | b))' "$SD_BIN" "$SDK_BIN"
+        done
+    fi
     # berthd in the v2 VM: an OOM kill reported as OOMKilled, live resource
     # updates, the cAdvisor metrics with pressure stall totals (v2 only), a
     # CRIU checkpoint (the guest's Debian kernel lets criu run; this host's not).

@@ -8,6 +8,10 @@
 #
 # run options:
 #   --cgroup v2|v1|hybrid   cgroup layout the guest mounts (default v2: cgroup2 only)
+#   --init script|systemd   script (default): hack/vm/guest-init.sh is PID 1 and mounts
+#                           the layout itself; systemd: systemd is PID 1 (it mounts
+#                           the layout, asked for on the kernel command line) and
+#                           runs COMMAND as a service, for the systemd cgroup driver
 #   --mem MIB               guest memory in MiB (default 2048)
 #   --cpus N                virtual CPUs (default: the host's, at most 4)
 #   --timeout S             kill the VM after S seconds, exit 124 (default 3600; 0 = none)
@@ -41,6 +45,7 @@ GUEST_PKGS=(
     # critest's AppArmor specs load their profiles with `sudo apparmor_parser`
     # (Debian's kernel enables AppArmor; the project's host kernel has none).
     apparmor sudo
+    systemd  # PID 1 under --init systemd (the systemd cgroup driver's tests)
 )
 IMAGE_MB_FREE=3072   # free space in the root image (writes go to a per-run snapshot)
 
@@ -261,12 +266,13 @@ cleanup() {
 }
 
 cmd_run() {
-    local CG=v2 MEM=2048 CPUS TIMEOUT=3600 FWD=auto VERBOSE=0 ENVS=() OVERLAY=0 SHARES=()
+    local CG=v2 MEM=2048 CPUS TIMEOUT=3600 FWD=auto VERBOSE=0 ENVS=() OVERLAY=0 SHARES=() INIT=script
     ACCEL=auto
     CPUS=$(nproc); [ "$CPUS" -gt 4 ] && CPUS=4
     while [ $# -gt 0 ]; do
         case "$1" in
         --cgroup) CG=$2; shift 2 ;;
+        --init) INIT=$2; shift 2 ;;
         --mem) MEM=$2; shift 2 ;;
         --cpus) CPUS=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
@@ -282,6 +288,15 @@ cmd_run() {
     done
     [ $# -gt 0 ] || die "no COMMAND (usage: hack/vm.sh run [options] -- COMMAND...)"
     case "$CG" in v2|v1|hybrid) ;; *) die "--cgroup must be v2, v1 or hybrid" ;; esac
+    # systemd mounts the layout its command line asks for.
+    local sd_args=
+    case "$INIT:$CG" in
+    script:*) ;;
+    systemd:v2) sd_args="systemd.unified_cgroup_hierarchy=1" ;;
+    systemd:hybrid) sd_args="systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=0" ;;
+    systemd:v1) sd_args="systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1" ;;
+    *) die "--init must be script or systemd" ;;
+    esac
     case "$BERTH_ROOT" in *[[:space:]]*) die "the work tree's path must not contain spaces" ;; esac
     # A cargo target folder of its own (worktrees) holds the test binaries.
     if [ -n "${CARGO_TARGET_DIR:-}" ] && [ -d "$CARGO_TARGET_DIR" ]; then
@@ -352,7 +367,7 @@ cmd_run() {
         -nodefaults -no-user-config -display none -vga none -no-reboot
         -bios /usr/share/qemu/qboot.rom
         -kernel "$kernel" -initrd "$INITRD"
-        -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off no_timer_check $( [ "$CG" = v2 ] && echo cgroup_no_v1=all psi=1 ) berth.src=$BERTH_ROOT berth.res=$res berth.cgroup=$CG berth.fwd=$fwdlist berth.overlay=$OVERLAY berth.share=$(IFS=,; echo "${shares[*]-}") ${BERTH_VM_APPEND:-}"
+        -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off no_timer_check $( [ "$CG" = v2 ] && echo cgroup_no_v1=all psi=1 ) berth.src=$BERTH_ROOT berth.res=$res berth.cgroup=$CG berth.fwd=$fwdlist berth.overlay=$OVERLAY berth.share=$(IFS=,; echo "${shares[*]-}") berth.init=$INIT $sd_args ${BERTH_VM_APPEND:-}"
         -drive "file=$IMAGE,if=none,id=root,format=raw,snapshot=on,cache=unsafe"
         -device virtio-blk-pci,drive=root
         -virtfs "local,path=$BERTH_ROOT,mount_tag=berthsrc,security_model=none,readonly=on"
@@ -371,7 +386,7 @@ cmd_run() {
     )
     local t0=$SECONDS
     [ "${BERTH_VM_DEBUG:-0}" = 1 ] && log "${q[*]}"
-    log "booting ($accel, cgroup $CG, ${MEM} MiB, $CPUS cpus); run folder $res"
+    log "booting ($accel, init $INIT, cgroup $CG, ${MEM} MiB, $CPUS cpus); run folder $res"
     TMPDIR=$TMP setsid "${q[@]}" </dev/null 2>"$res/qemu.log" &
     QPID=$!
     # Poll rather than a timer process: nothing is left behind to kill.

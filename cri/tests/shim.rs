@@ -57,6 +57,7 @@ impl Shim {
         RuntimeCmd {
             binary: RUNC.as_str().into(),
             root: self.dir.path().join("runc-root"),
+            systemd_cgroup: false,
         }
     }
 

@@ -1,14 +1,21 @@
 #!/bin/bash
 # PID 1 of a hack/vm.sh guest, run from the shared (read-only) work tree
-# after the initramfs switch_rooted into the cached Debian image. No systemd:
-# this script mounts the API file systems, mounts the cgroup layout asked
-# for (so systemd.unified_cgroup_hierarchy and friends play no part), sets
-# up the network, runs the command from the run folder as root with its
-# stdout on ttyS1 and its stderr on ttyS2 (the host's stdout and stderr),
-# writes its exit status to the run folder and powers off.
+# after the initramfs switch_rooted into the cached Debian image. No systemd
+# (berth.init=script): this script mounts the API file systems, mounts the
+# cgroup layout asked for (so systemd.unified_cgroup_hierarchy and friends
+# play no part), sets up the network, runs the command from the run folder
+# as root with its stdout on ttyS1 and its stderr on ttyS2 (the host's stdout
+# and stderr), writes its exit status to the run folder and powers off.
+#
+# berth.init=systemd: this script writes a service that runs it again with
+# --under-systemd and execs systemd as PID 1; systemd mounts the API file
+# systems and the cgroup layout (hack/vm.sh puts the matching
+# systemd.unified_cgroup_hierarchy= on the command line), and the service
+# does the network, the command and the power-off as above.
 #
 # Kernel command line: berth.src=TREE berth.res=RUNDIR berth.cgroup=v2|v1|hybrid
 #                      berth.fwd=PORT,PORT (host loopback ports to reach on 127.0.0.1)
+#                      berth.init=script|systemd
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TERM=dumb
@@ -19,8 +26,9 @@ for c in mount mkdir ln hostname ip stty sysctl mv sync awk; do
     eval "$c() { /bin/busybox $c \"\$@\"; }"
 done
 
-SRC= RES= CG=v2 FWD=
-mount -t proc proc /proc
+SRC= RES= CG=v2 FWD= INIT=script
+UNDER_SYSTEMD=0; [ "${1:-}" = --under-systemd ] && UNDER_SYSTEMD=1
+[ $UNDER_SYSTEMD = 1 ] || mount -t proc proc /proc
 read -r -a CMDLINE </proc/cmdline
 for a in "${CMDLINE[@]}"; do
     case "$a" in
@@ -28,18 +36,31 @@ for a in "${CMDLINE[@]}"; do
     berth.res=*) RES=${a#berth.res=} ;;
     berth.cgroup=*) CG=${a#berth.cgroup=} ;;
     berth.fwd=*) FWD=${a#berth.fwd=} ;;
+    berth.init=*) INIT=${a#berth.init=} ;;
     esac
 done
 
 say() { local up; read -r up _ </proc/uptime; echo "berth-vm: [$up] $*" >/dev/ttyS0; }
-say "guest-init started"
+say "guest-init started ($INIT)"
 finish() {
     echo "$1" >"$RES/status.tmp" && mv "$RES/status.tmp" "$RES/status"
     sync
     exec /bin/busybox poweroff -f
 }
 
+if [ "$INIT" = systemd ] && [ $UNDER_SYSTEMD = 0 ]; then
+    mount -o remount,rw / 2>/dev/null || true
+    printf '%s\n' '[Unit]' 'Description=hack/vm.sh command' 'DefaultDependencies=no' \
+        '[Service]' 'Type=simple' "ExecStart=/bin/bash $SRC/hack/vm/guest-init.sh --under-systemd" \
+        'StandardInput=null' 'StandardOutput=file:/dev/ttyS0' 'StandardError=file:/dev/ttyS0' \
+        'TimeoutStartSec=infinity' >/etc/systemd/system/berth-vm-run.service
+    say "exec systemd"
+    umount /proc
+    exec /lib/systemd/systemd --unit=berth-vm-run.service
+fi
+
 # --- API file systems ---------------------------------------------------------
+if [ $UNDER_SYSTEMD = 0 ]; then
 mount -t sysfs sysfs /sys
 mkdir -p /dev/pts /dev/shm /dev/mqueue
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
@@ -57,6 +78,7 @@ mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
 mount -o remount,rw / 2>/dev/null || true
+fi
 hostname berth-vm
 ulimit -n 1048576 2>/dev/null || true
 
@@ -86,16 +108,17 @@ mount_v1() {
     mkdir -p /sys/fs/cgroup/systemd
     mount -t cgroup -o nosuid,nodev,noexec,none,name=systemd cgroup /sys/fs/cgroup/systemd
 }
-case "$CG" in
-v2)
+case "$UNDER_SYSTEMD:$CG" in
+1:*) ;;   # systemd mounted it
+0:v2)
     mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
     read -r -a ctrls </sys/fs/cgroup/cgroup.controllers
     for c in "${ctrls[@]}"; do
         echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || say "cannot enable the $c controller"
     done
     ;;
-v1) mount_v1 ;;
-hybrid)
+0:v1) mount_v1 ;;
+0:hybrid)
     mount_v1
     mkdir -p /sys/fs/cgroup/unified
     mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup/unified

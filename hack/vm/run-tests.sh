@@ -3,12 +3,14 @@
 # time, each test under a time limit; on a timeout, show the processes and
 # cgroups still there, kill the test and go on, so one hang costs one test.
 #
-#   hack/vm.sh run -- hack/vm/run-tests.sh [--timeout S] [--skip TEST]... [--only WORD]... BINARY...
+#   hack/vm.sh run -- hack/vm/run-tests.sh [--timeout S] [--skip TEST]... [--only WORD]... [--include-ignored] BINARY...
 #
 # --skip TEST leaves out a test by its exact name; the caller says why on the
 # line that passes it (a known gap, tracked in an issue), and it is counted
 # and printed as skipped. --only WORD runs only the tests whose name contains
-# one of the WORDs (the others are not counted).
+# one of the WORDs (the others are not counted). --include-ignored also runs
+# the tests ignored on the host for needing what only the guest has (each
+# says what on its #[ignore] line).
 #
 # Prints cargo's usual "test result:" line per binary (hack/test.sh sums those)
 # and exits non-zero if any test failed or timed out.
@@ -16,11 +18,13 @@ set -u
 T=120
 SKIP=()
 ONLY=()
+IGN=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --timeout) T=$2; shift 2 ;;
     --skip) SKIP+=("$2"); shift 2 ;;
     --only) ONLY+=("$2"); shift 2 ;;
+    --include-ignored) IGN=(--include-ignored); shift ;;
     *) break ;;
     esac
 done
@@ -41,7 +45,7 @@ for bin in "$@"; do
             skipped=$((skipped + 1)); echo "test $t ... skipped (--skip)"; continue
         fi
         start=$SECONDS
-        out=$(timeout -k 5 "$T" "$bin" --exact "$t" --test-threads 1 2>&1)
+        out=$(timeout -k 5 "$T" "$bin" --exact "$t" --test-threads 1 ${IGN[@]+"${IGN[@]}"} 2>&1)
         st=$?
         if [ $st = 0 ]; then
             pass=$((pass + 1)); echo "test $t ... ok ($((SECONDS - start)) s)"

@@ -151,6 +151,8 @@ pub struct Settings {
     /// Pod cgroups by QoS (`pod_cgroups.rs`) under `cgroup_root`.
     pub cgroups_per_qos: bool,
     pub cgroup_root: String,
+    /// `cgroupDriver: systemd`: the QoS and pod levels are slices.
+    pub cgroup_driver_systemd: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -233,19 +235,25 @@ impl Settings {
                 message,
             })?;
         let cgroups_per_qos = file.cgroups_per_qos.unwrap_or(true);
-        match file.cgroup_driver.as_deref() {
-            None | Some("cgroupfs") => {}
-            Some("systemd") if !cgroups_per_qos => {}
+        let cgroup_driver_systemd = match file.cgroup_driver.as_deref() {
+            None | Some("cgroupfs") => false,
+            Some("systemd") => true,
             Some(d) => {
                 return Err(Error::Flag {
                     flag: "cgroupDriver",
-                    message: format!(
-                        "{d:?} is not implemented by berth-kubelet (cgroupfs only; or set cgroupsPerQOS: false)"
-                    ),
+                    message: format!("{d:?} is not a cgroup driver (cgroupfs or systemd)"),
                 });
             }
-        }
+        };
         let cgroup_root = file.cgroup_root.unwrap_or_else(|| "/".into());
+        if cgroup_driver_systemd && cgroups_per_qos && cgroup_root != "/" {
+            return Err(Error::Flag {
+                flag: "cgroupRoot",
+                message: format!(
+                    "{cgroup_root:?} with the systemd driver: only \"/\" is implemented (kubepods.slice at the root)"
+                ),
+            });
+        }
         if !cgroup_root.starts_with('/') || cgroup_root.split('/').any(|c| c == "..") {
             return Err(Error::Flag {
                 flag: "cgroupRoot",
@@ -294,6 +302,7 @@ impl Settings {
             node_lease_duration: Duration::from_secs(lease_secs.into()),
             cgroups_per_qos,
             cgroup_root,
+            cgroup_driver_systemd,
         })
     }
 }
@@ -372,6 +381,27 @@ mod tests {
                 .contains("not a mapping")
         );
         assert!(parse("a: [b\n").is_err());
+    }
+
+    #[test]
+    fn the_cgroup_driver_is_cgroupfs_or_systemd_at_the_root() {
+        let flags = Flags::parse_from_args(["berth-kubelet", "--hostname-override=n"]);
+        let with = |driver: &str, root: Option<&str>| {
+            Settings::resolve(
+                &flags,
+                FileConfig {
+                    cgroup_driver: Some(driver.into()),
+                    cgroup_root: root.map(str::to_owned),
+                    ..Default::default()
+                },
+            )
+        };
+        assert!(with("systemd", None).unwrap().cgroup_driver_systemd);
+        assert!(!with("cgroupfs", Some("/x")).unwrap().cgroup_driver_systemd);
+        let e = with("systemd", Some("/x")).unwrap_err().to_string();
+        assert!(e.contains("cgroupRoot") && e.contains("systemd"), "{e}");
+        let e = with("cgroupsv2", None).unwrap_err().to_string();
+        assert!(e.contains("cgroupDriver") && e.contains("cgroupsv2"), "{e}");
     }
 
     #[test]

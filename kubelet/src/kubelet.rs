@@ -384,7 +384,11 @@ fn pod_cgroups(settings: &Settings) -> Option<crate::pod_cgroups::PodCgroups> {
         tracing::warn!("no cgroup hierarchy found: pods get no pod cgroups");
         return None;
     };
-    let pc = crate::pod_cgroups::PodCgroups::new(layout, &settings.cgroup_root);
+    let pc = crate::pod_cgroups::PodCgroups::new(
+        layout,
+        &settings.cgroup_root,
+        settings.cgroup_driver_systemd,
+    );
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
     match pc.ensure_qos(cpus * 1000) {
         Ok(()) => Some(pc),

@@ -6,6 +6,13 @@
 //! containers below. Works on cgroup v1, v2 and hybrid (v1 controllers, as
 //! the runtime uses them). Pure parts (`PodLimits`, paths) are unit tested;
 //! the file writes are what the integration test checks.
+//!
+//! With the systemd driver the levels are slice units systemd owns, named as
+//! upstream names them (`kubepods.slice`, `kubepods-burstable.slice`,
+//! `kubepods-burstable-pod<uid with _ for ->.slice`), started over D-Bus
+//! with the limits as properties; the runtime gets the pod's slice name as
+//! the cgroup parent. The same files are then written as with cgroupfs, in
+//! the folders systemd made (and, on v1, in the hierarchies it leaves alone).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -148,6 +155,45 @@ pub fn pod_path(root: &str, qos: QosClass, uid: &str) -> String {
     format!("{}/pod{uid}", qos_path(root, qos))
 }
 
+/// The QoS level's slice (systemd driver), as upstream names it.
+pub fn qos_slice(qos: QosClass) -> &'static str {
+    match qos {
+        QosClass::Guaranteed => "kubepods.slice",
+        QosClass::Burstable => "kubepods-burstable.slice",
+        QosClass::BestEffort => "kubepods-besteffort.slice",
+    }
+}
+
+/// The pod's slice (systemd driver): a '-' in a slice name is a level, so
+/// the UID's become '_', as upstream writes them.
+pub fn pod_slice(qos: QosClass, uid: &str) -> String {
+    format!(
+        "{}-pod{}.slice",
+        qos_slice(qos).trim_end_matches(".slice"),
+        uid.replace('-', "_")
+    )
+}
+
+/// A level's limits as slice properties (systemd rounds CPU quota to 10 ms:
+/// rounded up, and the cgroup files get the exact value after).
+fn slice_properties(l: PodLimits, v2: bool) -> Vec<(String, berth_runtime::cgroups::dbus::Value)> {
+    use berth_runtime::cgroups::dbus::Value;
+    let quota = l.cpu_quota.map_or(u64::MAX, |q| {
+        ((q.max(0) as u64) * 1_000_000 / PERIOD as u64).next_multiple_of(10_000)
+    });
+    let memory = l.memory.map_or(u64::MAX, |m| m.max(0) as u64);
+    let (cpu, mem) = if v2 {
+        (("CPUWeight", weight(l.cpu_shares) as u64), "MemoryMax")
+    } else {
+        (("CPUShares", l.cpu_shares as u64), "MemoryLimit")
+    };
+    vec![
+        (cpu.0.into(), Value::U64(cpu.1)),
+        ("CPUQuotaPerSecUSec".into(), Value::U64(quota)),
+        (mem.into(), Value::U64(memory)),
+    ]
+}
+
 /// v2 weight from v1 shares (the runtimes' conversion).
 fn weight(shares: i64) -> i64 {
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
@@ -156,15 +202,18 @@ fn weight(shares: i64) -> i64 {
 pub struct PodCgroups {
     layout: Layout,
     root: String,
+    /// The systemd driver: levels are slices systemd owns.
+    systemd: bool,
     /// CPU requests (millicores) of the Burstable pods, by UID: the
     /// burstable cgroup's shares are their sum.
     burstable: Mutex<BTreeMap<String, i64>>,
 }
 
 impl PodCgroups {
-    pub fn new(layout: Layout, root: &str) -> PodCgroups {
+    pub fn new(layout: Layout, root: &str, systemd: bool) -> PodCgroups {
         PodCgroups {
             layout,
+            systemd,
             root: if root.is_empty() {
                 "/".into()
             } else {
@@ -218,6 +267,40 @@ impl PodCgroups {
         Ok(())
     }
 
+    /// A QoS level's cgroup: its path, or (systemd) its slice.
+    fn qos_name(&self, qos: QosClass) -> String {
+        if self.systemd {
+            qos_slice(qos).into()
+        } else {
+            qos_path(&self.root, qos)
+        }
+    }
+
+    /// The pod's cgroup as the runtime gets it as the cgroup parent: a path,
+    /// or (systemd) a slice name.
+    pub fn pod_parent(&self, qos: QosClass, uid: &str) -> String {
+        if self.systemd {
+            pod_slice(qos, uid)
+        } else {
+            pod_path(&self.root, qos, uid)
+        }
+    }
+
+    /// Make cgroup `name` with limits `l`: with systemd, the slice first.
+    fn apply(&self, name: &str, l: PodLimits) -> Result<(), String> {
+        let path = if self.systemd {
+            let v2 = matches!(self.layout, Layout::V2(_));
+            berth_runtime::cgroups::systemd::Systemd::connect()
+                .and_then(|mut sd| sd.ensure_slice(name, slice_properties(l, v2), v2))
+                .map_err(|e| berth_runtime::process::chain(&e))?;
+            berth_runtime::cgroups::slice_path(name)
+        } else {
+            name.to_owned()
+        };
+        self.make(&path)?;
+        self.set(&path, l)
+    }
+
     fn set(&self, path: &str, l: PodLimits) -> Result<(), String> {
         for (ctrls, dir) in self.dirs(path) {
             match &self.layout {
@@ -257,13 +340,9 @@ impl PodCgroups {
             cpu_quota: None,
             memory: None,
         };
-        let top = qos_path(&self.root, QosClass::Guaranteed);
-        self.make(&top)?;
-        self.set(&top, none(crate::cri_config::cpu_shares(Some(cpu_millis))))?;
-        for q in [QosClass::Burstable, QosClass::BestEffort] {
-            self.make(&qos_path(&self.root, q))?;
-        }
-        self.set(&qos_path(&self.root, QosClass::BestEffort), none(2))?;
+        let top = self.qos_name(QosClass::Guaranteed);
+        self.apply(&top, none(crate::cri_config::cpu_shares(Some(cpu_millis))))?;
+        self.apply(&self.qos_name(QosClass::BestEffort), none(2))?;
         self.update_burstable()
     }
 
@@ -274,8 +353,8 @@ impl PodCgroups {
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .sum();
-        let p = qos_path(&self.root, QosClass::Burstable);
-        self.set(
+        let p = self.qos_name(QosClass::Burstable);
+        self.apply(
             &p,
             PodLimits {
                 cpu_shares: crate::cri_config::cpu_shares(Some(sum)),
@@ -288,10 +367,8 @@ impl PodCgroups {
     /// Make the pod's cgroup with its limits; returns the path for the
     /// sandbox's cgroup parent.
     pub fn ensure_pod(&self, pod: &Pod) -> Result<String, String> {
-        let path = pod_path(&self.root, pod.qos, &pod.uid);
-        let limits = PodLimits::of(pod);
-        self.make(&path)?;
-        self.set(&path, limits)?;
+        let path = self.pod_parent(pod.qos, &pod.uid);
+        self.apply(&path, PodLimits::of(pod))?;
         if pod.qos == QosClass::Burstable {
             let milli = pod
                 .long_running()
@@ -314,7 +391,17 @@ impl PodCgroups {
             QosClass::Burstable,
             QosClass::BestEffort,
         ] {
-            for (_, dir) in self.dirs(&pod_path(&self.root, q, uid)) {
+            let path = if self.systemd {
+                let slice = pod_slice(q, uid);
+                // Gone already unless the pod ran in this class.
+                berth_runtime::cgroups::systemd::Systemd::connect()
+                    .and_then(|mut sd| sd.stop(&slice))
+                    .map_err(|e| berth_runtime::process::chain(&e))?;
+                berth_runtime::cgroups::slice_path(&slice)
+            } else {
+                pod_path(&self.root, q, uid)
+            };
+            for (_, dir) in self.dirs(&path) {
                 remove_tree(&dir)?;
             }
         }
@@ -372,6 +459,44 @@ fn remove_tree(dir: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::plan::tests::pod;
+
+    #[test]
+    fn systemd_slices_are_named_as_upstream_names_them() {
+        assert_eq!(qos_slice(QosClass::Guaranteed), "kubepods.slice");
+        assert_eq!(
+            pod_slice(QosClass::Burstable, "8dbd8c66-1d95-4b6a"),
+            "kubepods-burstable-pod8dbd8c66_1d95_4b6a.slice"
+        );
+        assert_eq!(
+            pod_slice(QosClass::Guaranteed, "u1"),
+            "kubepods-podu1.slice"
+        );
+        let pc = PodCgroups::new(Layout::V2("/sys/fs/cgroup".into()), "/", true);
+        assert_eq!(
+            pc.pod_parent(QosClass::BestEffort, "a-b"),
+            "kubepods-besteffort-poda_b.slice"
+        );
+        assert_eq!(
+            berth_runtime::cgroups::slice_path(&pc.pod_parent(QosClass::BestEffort, "a-b")),
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-poda_b.slice"
+        );
+        // Limits as properties: 256 shares is weight 10, no quota or memory
+        // limit is infinity, and quota rounds up to 10 ms.
+        let l = PodLimits {
+            cpu_shares: 256,
+            cpu_quota: Some(12_345),
+            memory: None,
+        };
+        let p = slice_properties(l, true);
+        use berth_runtime::cgroups::dbus::Value;
+        assert_eq!(p[0], ("CPUWeight".into(), Value::U64(10)));
+        assert_eq!(p[1], ("CPUQuotaPerSecUSec".into(), Value::U64(130_000)));
+        assert_eq!(p[2], ("MemoryMax".into(), Value::U64(u64::MAX)));
+        assert_eq!(
+            slice_properties(l, false)[0],
+            ("CPUShares".into(), Value::U64(256))
+        );
+    }
 
     #[test]
     fn layouts_from_mountinfo() {

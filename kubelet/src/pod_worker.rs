@@ -240,7 +240,7 @@ impl Worker {
             cgroup_parent: s
                 .pod_cgroups
                 .as_ref()
-                .map(|_| crate::pod_cgroups::pod_path(&s.settings.cgroup_root, pod.qos, &pod.uid)),
+                .map(|pc| pc.pod_parent(pod.qos, &pod.uid)),
         }
     }
 

@@ -245,3 +245,69 @@ async fn pods_get_cgroups_by_qos_with_their_limits() {
         assert_eq!(read_first(&burst, &["cpu.shares"]), "2");
     }
 }
+
+fn systemctl_show(unit: &str, props: &str) -> String {
+    let o = std::process::Command::new("systemctl")
+        .args(["show", "-p", props, unit])
+        .output()
+        .expect("systemctl");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs systemd as PID 1: the vm-systemd tiers run it (hack/vm.sh --init systemd)"]
+async fn with_the_systemd_driver_pods_are_slices_and_containers_scopes() {
+    assert!(
+        std::path::Path::new("/run/systemd/system").is_dir(),
+        "systemd is not the init here"
+    );
+    let node = Node::start_systemd(53);
+    let b = busybox();
+    node.write_manifest(
+        "sd.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: sd}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: main, image: {b}, imagePullPolicy: IfNotPresent, command: [sh, -c, 'echo done; sleep 3600'], resources: {{requests: {{cpu: 250m}}, limits: {{memory: 64Mi}}}}}}\n"
+        ),
+    );
+    let s = node.wait_status("sd", 90, "Running", |s| phase(s) == "Running");
+    let uid = uid(&s);
+    // Upstream's names: the UID's dashes become underscores.
+    let slice = format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_"));
+    let props = systemctl_show(&slice, "ActiveState,Slice");
+    assert!(props.contains("ActiveState=active"), "{slice}: {props}");
+    assert!(
+        props.contains("Slice=kubepods-burstable.slice"),
+        "{slice}: {props}"
+    );
+    // The container is a scope in the pod's slice, made by berth-runc.
+    let (_, containers) = node.runtime_objects(&uid).await;
+    let id = &containers.first().expect("the pod's container").id;
+    let scope = format!("cri-berth-{id}.scope");
+    let props = systemctl_show(&scope, "ActiveState,Slice");
+    assert!(props.contains("ActiveState=active"), "{scope}: {props}");
+    assert!(
+        props.contains(&format!("Slice={slice}")),
+        "{scope}: {props}"
+    );
+    // The pod's limits in its slice's files: 250m is 256 shares, and
+    // every container has a memory limit.
+    let path = format!("/kubepods.slice/kubepods-burstable.slice/{slice}");
+    let cpu = cgroup_dir("cpu", &path);
+    let mem = cgroup_dir("memory", &path);
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(read_first(&cpu, &["cpu.weight"]), "10");
+        assert_eq!(read_first(&mem, &["memory.max"]), "67108864");
+    } else {
+        assert_eq!(read_first(&cpu, &["cpu.shares"]), "256");
+        assert_eq!(read_first(&mem, &["memory.limit_in_bytes"]), "67108864");
+    }
+    node.remove_manifest("sd.yaml");
+    wait_until(Duration::from_secs(60), "the pod's slice stopped", || {
+        !systemctl_show(&slice, "ActiveState").contains("ActiveState=active")
+    });
+    assert!(!cpu.exists(), "{} left", cpu.display());
+    assert!(
+        !systemctl_show(&scope, "ActiveState").contains("ActiveState=active"),
+        "the container's scope outlived its pod"
+    );
+}

@@ -91,6 +91,9 @@ pub struct StateFile {
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     pub cgroup: CgroupPaths,
+    /// The scope unit that owns `cgroup` (the systemd driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     #[serde(default)]
     pub hooks: Hooks,
     /// The container has its own pid namespace: killing init kills all.

@@ -16,6 +16,20 @@ pub struct RuntimeCmd {
     pub binary: PathBuf,
     /// Its `--root`.
     pub root: PathBuf,
+    /// `--systemd-cgroup`: berthd's cgroup driver is systemd.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub systemd_cgroup: bool,
+}
+
+impl RuntimeCmd {
+    /// The global flags every runtime command starts with.
+    pub fn global_args(&self) -> Vec<std::ffi::OsString> {
+        let mut a = vec!["--root".into(), self.root.clone().into_os_string()];
+        if self.systemd_cgroup {
+            a.push("--systemd-cgroup".into());
+        }
+        a
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -74,6 +74,8 @@ pub struct Bundle {
     pub config: serde_json::Value,
     /// The runtime binary (berth-runc, or runc for parity checks).
     pub runtime: PathBuf,
+    /// Every runtime command gets `--systemd-cgroup` (the systemd driver).
+    pub systemd_cgroup: bool,
 }
 
 impl Bundle {
@@ -113,6 +115,7 @@ impl Bundle {
             id,
             config,
             runtime,
+            systemd_cgroup: false,
         };
         b.write_config();
         b
@@ -135,11 +138,18 @@ impl Bundle {
         self.write_config();
     }
 
+    fn global_flags(&self) -> Vec<std::ffi::OsString> {
+        let mut f = vec!["--root".into(), self.state_root.clone().into_os_string()];
+        if self.systemd_cgroup {
+            f.push("--systemd-cgroup".into());
+        }
+        f
+    }
+
     /// Run the runtime with `--root <state_root>` and `args`.
     pub fn runc(&self, args: &[&str]) -> Output {
         Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&self.state_root)
+            .args(self.global_flags())
             .args(args)
             .current_dir(&self.dir)
             .output()
@@ -156,8 +166,7 @@ impl Bundle {
         let err = self.dir.join(format!("bg-{n}.err"));
         let out = self.dir.join(format!("bg-{n}.out"));
         let st = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&self.state_root)
+            .args(self.global_flags())
             .args(args)
             .current_dir(&self.dir)
             .stdin(std::process::Stdio::null())

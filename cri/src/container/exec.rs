@@ -62,8 +62,7 @@ pub async fn exec_sync(
     let pid_file = dir.join(format!("{tag}.pid"));
     let log = dir.join(format!("{tag}.log"));
     let mut child = tokio::process::Command::new(&runtime.binary)
-        .arg("--root")
-        .arg(&runtime.root)
+        .args(runtime.global_args())
         .arg("--log")
         .arg(&log)
         .args(["--log-format", "json", "exec", "--pid-file"])

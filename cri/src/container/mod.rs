@@ -114,7 +114,8 @@ async fn shim_call(socket: &Path, req: &Request) -> Result<Response> {
 /// The oom-kill count of a container's cgroup (v2 `memory.events`, or v1
 /// `memory.oom_control`), while the cgroup exists.
 fn oom_kills(cgroup_path: &str) -> u64 {
-    let rel = cgroup_path.trim_start_matches('/');
+    let path = berth_runtime::cgroups::cgroupfs_path(cgroup_path);
+    let rel = path.trim_start_matches('/');
     let files = [
         (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
         (
@@ -137,7 +138,8 @@ fn oom_kills(cgroup_path: &str) -> u64 {
 /// rmdir the container's cgroup folder in every hierarchy where it is still
 /// there and empty (a live one is busy, and stays).
 fn remove_empty_cgroup(cgroup_path: &str) {
-    let rel = cgroup_path.trim_start_matches('/');
+    let path = berth_runtime::cgroups::cgroupfs_path(cgroup_path);
+    let rel = path.trim_start_matches('/');
     if rel.is_empty() {
         return;
     }
@@ -858,8 +860,7 @@ impl ContainerManager {
         timeout: Duration,
     ) -> Result<()> {
         let mut cmd = tokio::process::Command::new(&runtime.binary);
-        cmd.arg("--root")
-            .arg(&runtime.root)
+        cmd.args(runtime.global_args())
             .arg("checkpoint")
             .arg("--image-path")
             .arg(work.join("checkpoint"))
@@ -928,8 +929,7 @@ impl ContainerManager {
             source,
         })?;
         let out = tokio::process::Command::new(&runtime.binary)
-            .arg("--root")
-            .arg(&runtime.root)
+            .args(runtime.global_args())
             .arg("update")
             .arg("--resources")
             .arg(&file)

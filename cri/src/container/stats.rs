@@ -161,7 +161,8 @@ fn count_lines(p: &Path) -> u64 {
 /// (`/sys/fs/cgroup`, or a test folder laid out the same way). Each file
 /// is read once.
 pub fn cgroup_usage(root: &Path, cgroup_path: &str) -> Usage {
-    let rel = cgroup_path.trim_start_matches('/');
+    let path = berth_runtime::cgroups::cgroupfs_path(cgroup_path);
+    let rel = path.trim_start_matches('/');
     let v2 = root.join(rel);
     if v2.join("cgroup.controllers").exists() || v2.join("memory.current").exists() {
         return cgroup2_usage(&v2);

@@ -33,6 +33,7 @@ pub fn runtime_cmd(config: &Config, handler: &str) -> Result<RuntimeCmd> {
             .root
             .clone()
             .unwrap_or_else(|| config.state_dir.join("runtime").join(name)),
+        systemd_cgroup: config.cgroup_driver == CgroupDriver::Systemd,
     })
 }
 

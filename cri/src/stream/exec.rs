@@ -220,8 +220,7 @@ impl Drop for ExecFiles {
 
 fn runtime_command(req: &ExecRequest, files: &ExecFiles) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(&req.runtime.binary);
-    c.arg("--root")
-        .arg(&req.runtime.root)
+    c.args(req.runtime.global_args())
         .arg("--log")
         .arg(&files.log)
         .args(["--log-format", "json", "exec", "--pid-file"])

@@ -46,6 +46,14 @@ pub fn cgroup_root(salt: u32) -> String {
 
 /// Remove cgroup `root` (a test node's) in every hierarchy, children first.
 pub fn remove_cgroup_root(root: &str) {
+    if root == "/" {
+        // A systemd-driver node: its QoS slices, and every pod slice and
+        // container scope below them, go with kubepods.slice.
+        let _ = Command::new("systemctl")
+            .args(["stop", "kubepods.slice"])
+            .status();
+        return;
+    }
     fn rm(d: &Path) {
         if let Ok(rd) = std::fs::read_dir(d) {
             for e in rd.flatten() {
@@ -117,6 +125,19 @@ pub struct Node {
 impl Node {
     pub fn start(salt: u32) -> Node {
         Self::start_with(salt, NODE.into(), None, Vec::new(), None, "")
+    }
+
+    /// A standalone node whose berthd and kubelet both use the systemd
+    /// cgroup driver (needs systemd as PID 1; kubepods.slice is the root).
+    pub fn start_systemd(salt: u32) -> Node {
+        Self::start_with(
+            salt,
+            NODE.into(),
+            None,
+            Vec::new(),
+            None,
+            "cgroup_driver = \"systemd\"\n",
+        )
     }
 
     /// A node that joins the test bed's API server (`BERTH_KUBECONFIG` is
@@ -227,13 +248,20 @@ impl Node {
         .unwrap();
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
+        // berthd's driver decides the kubelet's, as on a real node.
+        let systemd = berthd_toml.contains("cgroup_driver = \"systemd\"");
+        let root = if systemd {
+            "/".to_owned()
+        } else {
+            cgroup_root(salt)
+        };
         std::fs::write(
             dir.path().join("kubelet.yaml"),
             format!(
-                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\nsyncFrequency: 10s\ncgroupRoot: {}\n",
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\npodLogsDir: {}\nsyncFrequency: 10s\ncgroupRoot: {root}\ncgroupDriver: {}\n",
                 manifests.display(),
                 dir.path().join("logs").display(),
-                cgroup_root(salt)
+                if systemd { "systemd" } else { "cgroupfs" }
             ),
         )
         .unwrap();
@@ -250,7 +278,7 @@ impl Node {
             kubeconfig,
             extra_args,
             upstream,
-            cgroup_root: cgroup_root(salt),
+            cgroup_root: root,
         };
         node.start_berthd();
         node.start_kubelet();

@@ -12,7 +12,9 @@
 //! Never: follow a cgroup path containing `..`, or remove a cgroup it did not
 //! record in the container's state.
 
+pub mod dbus;
 pub mod devices;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -35,6 +37,25 @@ pub enum CgroupError {
     Unsupported(String),
     #[error("cgroup: no cgroup file system is mounted under /sys/fs/cgroup")]
     NotMounted,
+    /// A call to systemd (the systemd driver) failed.
+    #[error(transparent)]
+    Systemd(Box<SystemdFailure>),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("systemd: {what} {unit}")]
+pub struct SystemdFailure {
+    pub what: String,
+    pub unit: String,
+    #[source]
+    pub source: dbus::DbusError,
+}
+
+impl CgroupError {
+    /// systemd answered with this D-Bus error name.
+    pub fn is_systemd_error(&self, name: &str) -> bool {
+        matches!(self, CgroupError::Systemd(f) if matches!(&f.source, dbus::DbusError::Remote { name: n, .. } if n == name))
+    }
 }
 
 pub(crate) fn io_err(
@@ -364,9 +385,29 @@ fn systemd_style(p: &str) -> Option<String> {
     } else {
         slice
     };
-    let mut path = String::new();
-    // "a-b-c.slice" lives in "/a.slice/a-b.slice/a-b-c.slice".
+    let unit = if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Some(format!("{}/{unit}", slice_path(slice)))
+}
+
+/// A runtime's `cgroupsPath` as a path from the hierarchy's root: a
+/// systemd "slice:prefix:name" becomes the scope's folder, where systemd
+/// (or the cgroupfs driver) puts it; anything else is returned as it is.
+pub fn cgroupfs_path(cgroups_path: &str) -> String {
+    systemd_style(cgroups_path).unwrap_or_else(|| cgroups_path.to_owned())
+}
+
+/// Where systemd puts a slice: "a-b-c.slice" lives in
+/// "/a.slice/a-b.slice/a-b-c.slice"; "-.slice" is the root ("").
+pub fn slice_path(slice: &str) -> String {
     let stem = slice.strip_suffix(".slice").unwrap_or(slice);
+    if stem == "-" {
+        return String::new();
+    }
+    let mut path = String::new();
     let mut acc = String::new();
     for part in stem.split('-') {
         if !acc.is_empty() {
@@ -377,10 +418,7 @@ fn systemd_style(p: &str) -> Option<String> {
         path.push_str(&acc);
         path.push_str(".slice");
     }
-    if stem == "-" {
-        path.clear();
-    }
-    Some(format!("{path}/{prefix}-{name}.scope"))
+    path
 }
 
 /// Lexically clean an absolute cgroup path (no `.`, `..` already rejected).

@@ -6,6 +6,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use super::Runtime;
+use std::cell::RefCell;
+
+use crate::cgroups::systemd::{Scope, Systemd};
 use crate::cgroups::{CgroupPaths, Layout};
 use crate::config::{self, Config};
 use crate::error::Error;
@@ -31,15 +34,21 @@ pub struct RunOpts {
     pub keep: bool,
 }
 
-/// Undoes a half-done create: cgroup and state dir (the init itself is
-/// killed by `process::spawn`'s guard).
-struct Cleanup {
+/// Undoes a half-done create: scope unit, cgroup and state dir (the init
+/// itself is killed by `process::spawn`'s guard).
+struct Cleanup<'a> {
     dir: Option<PathBuf>,
     cgroup: Option<CgroupPaths>,
+    unit: Option<(&'a RefCell<Systemd>, &'a str)>,
 }
 
-impl Drop for Cleanup {
+impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
+        if let Some((sd, unit)) = self.unit.take()
+            && let Err(e) = sd.borrow_mut().stop(unit)
+        {
+            crate::log::warn(&format!("cleanup: {e}"));
+        }
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.remove()
         {
@@ -70,8 +79,26 @@ impl Runtime {
     ) -> Result<(Container, process::Spawned), Error> {
         let cfg = config::load(&o.bundle)?;
         let layout = Layout::detect().map_err(Error::cgroup(id))?;
-        let cgroup = CgroupPaths::plan(&layout, cfg.linux.cgroups_path.as_deref(), id.as_str())
-            .map_err(Error::cgroup(id))?;
+        // The systemd driver: the scope, and systemd reached, before
+        // anything is made (a refusal leaves nothing behind).
+        let scope = match self.systemd_cgroup {
+            true => Some(
+                Scope::parse(cfg.linux.cgroups_path.as_deref(), id.as_str())
+                    .map_err(Error::cgroup(id))?,
+            ),
+            false => None,
+        };
+        let scope_path = scope.as_ref().map(Scope::cgroup_path);
+        let cgroup = CgroupPaths::plan(
+            &layout,
+            scope_path.as_deref().or(cfg.linux.cgroups_path.as_deref()),
+            id.as_str(),
+        )
+        .map_err(Error::cgroup(id))?;
+        let systemd = match &scope {
+            Some(_) => Some(RefCell::new(Systemd::connect().map_err(Error::cgroup(id))?)),
+            None => None,
+        };
         let seccomp = match &cfg.linux.seccomp {
             Some(p) => Some(
                 crate::seccomp::compile::load_or_compile(p, &self.root).map_err(|source| {
@@ -98,10 +125,31 @@ impl Runtime {
         let mut cleanup = Cleanup {
             dir: Some(dir.clone()),
             cgroup: None,
+            unit: None,
         };
-        cgroup.create().map_err(Error::cgroup(id))?;
-        cleanup.cgroup = Some(cgroup.clone());
-        apply_resources(&cgroup, &cfg).map_err(Error::cgroup(id))?;
+        let place_in_scope = |pid: i32| -> Result<(), crate::cgroups::CgroupError> {
+            if let (Some(sd), Some(scope)) = (&systemd, &scope) {
+                let v2 = matches!(layout, Layout::Unified(_));
+                sd.borrow_mut()
+                    .start_scope(scope, pid, &cfg.linux.resources, v2)?;
+                // The hierarchies systemd leaves alone (v1), then the exact
+                // values, as with cgroupfs.
+                cgroup.create()?;
+                apply_resources(&cgroup, &cfg)?;
+            }
+            cgroup.add_pid(pid)
+        };
+        match (&systemd, &scope) {
+            (Some(sd), Some(scope)) => {
+                cleanup.unit = Some((sd, scope.unit.as_str()));
+                cleanup.cgroup = Some(cgroup.clone());
+            }
+            _ => {
+                cgroup.create().map_err(Error::cgroup(id))?;
+                cleanup.cgroup = Some(cgroup.clone());
+                apply_resources(&cgroup, &cfg).map_err(Error::cgroup(id))?;
+            }
+        }
 
         let dirfd: OwnedFd = std::fs::File::open(&dir)
             .map_err(Error::io(id, "open state dir"))?
@@ -127,6 +175,7 @@ impl Runtime {
             preserve_fds: o.preserve_fds,
             runtime_hooks,
             seccomp: seccomp.as_ref(),
+            place: systemd.is_some().then_some(&place_in_scope as _),
         };
         let mut run_hooks = |pid: i32| -> Result<(), ProcessError> {
             let st = hook_state(id, pid, "creating", &cfg);
@@ -149,6 +198,7 @@ impl Runtime {
                 owner: String::new(),
                 annotations: cfg.annotations.clone(),
                 cgroup: cgroup.clone(),
+                systemd_unit: scope.as_ref().map(|s| s.unit.clone()),
                 hooks: cfg.hooks.clone(),
                 own_pid_ns: cfg.linux.namespaces.is_new(crate::config::NsKind::Pid),
                 seccomp: match (&cfg.linux.seccomp, &seccomp) {
@@ -188,6 +238,7 @@ impl Runtime {
         }
         cleanup.dir = None;
         cleanup.cgroup = None;
+        cleanup.unit = None;
         crate::log::debug(&format!(
             "container {id}: created, init pid {}",
             spawned.pid
@@ -297,6 +348,12 @@ impl Runtime {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+        if let Some(unit) = &c.state.systemd_unit {
+            // Usually gone already: systemd ends a scope once it is empty.
+            if let Err(e) = Systemd::connect().and_then(|mut sd| sd.stop(unit)) {
+                crate::log::warn(&format!("container {}: {e}", c.id));
+            }
         }
         c.state.cgroup.remove().map_err(Error::cgroup(&c.id))?;
         if !c.state.hooks.poststop.is_empty() {

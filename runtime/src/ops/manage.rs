@@ -191,6 +191,12 @@ impl Runtime {
         flags.merge_into(&mut r);
         // Device rules are fixed at create (runc does not update them).
         r.devices.clear();
+        if let Some(unit) = &c.state.systemd_unit {
+            let v2 = matches!(c.state.cgroup, crate::cgroups::CgroupPaths::V2 { .. });
+            crate::cgroups::systemd::Systemd::connect()
+                .and_then(|mut sd| sd.set_properties(unit, &r, v2))
+                .map_err(Error::cgroup(id))?;
+        }
         match &c.state.cgroup {
             crate::cgroups::CgroupPaths::V1 { dirs } => {
                 crate::cgroups::v1::apply_writes(dirs, &r, &[], false)

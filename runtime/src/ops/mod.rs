@@ -55,8 +55,9 @@ fn send_pidfd(id: &ContainerId, sock: &UnixStream, pid: i32) -> Result<(), Error
 pub struct Runtime {
     /// State root (`--root`).
     pub root: PathBuf,
-    /// `--systemd-cgroup`: accepted; cgroupsPath "slice:prefix:name" is
-    /// placed the way systemd would, through cgroupfs.
+    /// `--systemd-cgroup`: the container's cgroup is a transient scope
+    /// unit systemd owns (cgroupsPath "slice:prefix:name"). Without it a
+    /// path of that form is placed where systemd would, through cgroupfs.
     pub systemd_cgroup: bool,
 }
 

@@ -72,6 +72,9 @@ pub struct InitArgs<'a> {
     pub runtime_hooks: bool,
     /// The compiled seccomp filter, if the config has a profile.
     pub seccomp: Option<&'a crate::seccomp::compile::Filter>,
+    /// Puts the init (its pid) in its cgroup instead of `cgroup.add_pid`:
+    /// the systemd driver starts the scope with it, then applies resources.
+    pub place: Option<&'a dyn Fn(i32) -> Result<(), CgroupError>>,
 }
 
 /// A started init, ready and waiting for start.
@@ -141,7 +144,10 @@ pub fn spawn(
     if !direct {
         expect(ps, sync::UNSHARED)?;
     }
-    args.cgroup.add_pid(pid)?;
+    match args.place {
+        Some(place) => place(pid)?,
+        None => args.cgroup.add_pid(pid)?,
+    }
     if args.cfg.linux.namespaces.is_new(NsKind::User) {
         write_id_maps(pid, args.cfg)?;
     }

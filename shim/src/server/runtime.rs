@@ -42,8 +42,7 @@ impl Shim {
         let _ = std::fs::remove_file(&log);
         let [i, o, e] = stdio;
         let child = Command::new(&rt.binary)
-            .arg("--root")
-            .arg(&rt.root)
+            .args(rt.global_args())
             .arg("--log")
             .arg(&log)
             .args(["--log-format", "json"])
