@@ -101,13 +101,17 @@ tier setup "packages, registries, test images" bash -c '
     bash hack/testbed/images.sh up'
 if [ $QUICK = 0 ]; then
     tier tools "Go-built peer tools" bash hack/testbed/tools.sh up
+else
+    # The integration tests drive crictl too; --quick builds it alone.
+    tier tools "crictl only (--quick)" bash hack/testbed/tools.sh crictl
 fi
 eval "$(bash hack/testbed.sh env)"
 
 # --- tiers --------------------------------------------------------------------
 tier lint "rustfmt + clippy -D warnings" bash -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings'
-tier unit "inline unit tests, no root needed" cargo test --release --workspace --lib --bins
-tier integration "real namespaces, registries, CNI (root)" cargo test --release --workspace --test '*'
+# --no-fail-fast: one failing test binary must not hide the others' results.
+tier unit "inline unit tests, no root needed" cargo test --release --no-fail-fast --workspace --lib --bins
+tier integration "real namespaces, registries, CNI (root)" cargo test --release --no-fail-fast --workspace --test '*'
 BERTH_SHIM_TEST_RUNTIME=$BIN/berth-runc BERTH_SHIM_BIN=$BIN/berth-shim \
     tier shim-berth-runc "the installed (lean, static) berth-shim driving berth-runc instead of runc" cargo test --release -p berth-cri --test shim
 

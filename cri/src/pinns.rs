@@ -163,6 +163,100 @@ impl PinnedNs {
     }
 }
 
+/// A pod user namespace and the namespaces it owns, pinned.
+#[derive(Debug)]
+pub struct UsernsPins {
+    pub user: PinnedNs,
+    pub owned: Vec<(NsKind, PinnedNs)>,
+}
+
+/// Pin a new user namespace mapping container ids 0.. to `uids`/`gids`, and
+/// new namespaces of `kinds` owned by it (so the pod's containers, root in
+/// that user namespace, may mount sysfs, mqueue and the like in them), at
+/// `dir/<name>-user`, `dir/<name>-<kind>`; a UTS namespace gets `hostname`.
+///
+/// unshare(CLONE_NEWUSER) is refused to a multi-threaded process, so a
+/// helper process (`helper`, a sleeper such as berth-pause) is forked with
+/// one unshare of all of them before its exec; berthd writes its id maps,
+/// binds its namespace files, and kills it.
+pub fn pin_userns(
+    dir: &Path,
+    name: &str,
+    uids: (u32, u32),
+    gids: (u32, u32),
+    kinds: &[NsKind],
+    hostname: Option<&str>,
+    helper: &Path,
+) -> Result<UsernsPins, NetnsError> {
+    make_shared_dir(dir)?;
+    let user_path = dir.join(format!("{name}-user"));
+    let io = |path: &Path, op, source| NetnsError::Io {
+        path: path.to_owned(),
+        op,
+        source,
+    };
+    let mut flags = CloneFlags::CLONE_NEWUSER;
+    for k in kinds {
+        flags |= k.flag();
+    }
+    let mut child = berth_runtime::sys::spawn_unshared(helper, flags.bits(), hostname)
+        .map_err(|e| io(&user_path, "start the namespace helper", e))?;
+    let pid = child.id();
+    let mut made: Vec<(NsKind, PinnedNs)> = Vec::new();
+    let mut user = None;
+    let result = (|| -> Result<(), NetnsError> {
+        for (file, (host, len)) in [("uid_map", uids), ("gid_map", gids)] {
+            let p = PathBuf::from(format!("/proc/{pid}/{file}"));
+            std::fs::write(&p, format!("0 {host} {len}\n"))
+                .map_err(|e| io(&user_path, "write the id map", e))?;
+        }
+        let bind = |kind: &str, path: &Path| -> Result<PinnedNs, NetnsError> {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| io(path, "create mount point", e))?;
+            let source = format!("/proc/{pid}/ns/{kind}");
+            if let Err(e) = mount(
+                Some(source.as_str()),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            ) {
+                let _ = std::fs::remove_file(path);
+                return Err(NetnsError::Sys {
+                    path: path.to_owned(),
+                    op: "bind mount",
+                    source: e,
+                });
+            }
+            Ok(PinnedNs {
+                path: path.to_owned(),
+            })
+        };
+        user = Some(bind("user", &user_path)?);
+        for k in kinds {
+            let p = dir.join(format!("{name}-{}", k.as_str()));
+            made.push((*k, bind(k.as_str(), &p)?));
+        }
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    match (result, user) {
+        (Ok(()), Some(user)) => Ok(UsernsPins { user, owned: made }),
+        (r, user) => {
+            for p in made.iter().map(|(_, p)| p).chain(user.as_ref()) {
+                let _ = p.remove();
+            }
+            Err(r
+                .err()
+                .unwrap_or_else(|| io(&user_path, "pin", std::io::Error::other("not pinned"))))
+        }
+    }
+}
+
 /// Make `dir` a shared mount point (binding it onto itself first if needed).
 fn make_shared_dir(dir: &Path) -> Result<(), NetnsError> {
     let sys = |op, source| NetnsError::Sys {

@@ -1486,3 +1486,166 @@ async fn checkpoint_writes_an_archive_or_says_why_not_and_the_container_runs_on(
     let partial = loc.with_extension("berth-partial");
     assert!(!partial.exists());
 }
+
+/// A pod in a user namespace of its own (CRI userns mode POD): root inside
+/// is the first id of the range, the pod's namespaces belong to it (sysfs
+/// mounts in the container), the status says so, and the requests the CRI
+/// defines as errors are refused, leaving no sandbox.
+#[tokio::test]
+async fn a_pod_user_namespace_maps_root_to_its_range() {
+    let b = Berthd::start(18);
+    b.pull(&busybox());
+    let mut rt = b.runtime().await;
+    let logs = b.dir.path().join("logs");
+    let range = |container_id, host_id, length| cri::IdMapping {
+        container_id,
+        host_id,
+        length,
+    };
+    let with_userns = |name: &str, mode: cri::NamespaceMode, maps: Vec<cri::IdMapping>| {
+        let mut p = pod(name, cri::NamespaceMode::Pod, &logs);
+        let opts = p
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+            .unwrap();
+        opts.userns_options = Some(cri::UserNamespace {
+            mode: mode as i32,
+            uids: maps.clone(),
+            gids: maps,
+        });
+        p
+    };
+    let p = with_userns(
+        "userns",
+        cri::NamespaceMode::Pod,
+        vec![range(0, 200_000, 65_536)],
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    let st = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod_id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let u = st
+        .linux
+        .and_then(|l| l.namespaces)
+        .and_then(|n| n.options)
+        .and_then(|o| o.userns_options)
+        .expect("the status names the user namespace");
+    assert_eq!(u.mode, cri::NamespaceMode::Pod as i32);
+    assert_eq!(u.uids, vec![range(0, 200_000, 65_536)]);
+
+    // In the pod's pid namespace (with its pause) and a container's own.
+    for (name, pid_mode) in [
+        ("shared", None),
+        ("own", Some(cri::NamespaceMode::Container)),
+    ] {
+        let mut c = container(
+            name,
+            "cat /proc/self/uid_map /proc/self/gid_map; echo uid=$(id -u); ls /sys/class/net; echo done; sleep 300",
+        );
+        match pid_mode {
+            None => c.linux = None,
+            Some(m) => {
+                security(&mut c).namespace_options.as_mut().unwrap().pid = m as i32;
+            }
+        }
+        let id = create(&mut rt, &pod_id, &p, c).await.unwrap();
+        start(&mut rt, &id).await;
+        let out = wait_for_log(&logs.join("userns").join(format!("{name}.log")), "done");
+        let maps: Vec<Vec<&str>> = out
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3))
+            .map(|l| l.split_whitespace().collect())
+            .filter(|f: &Vec<&str>| f.len() == 3)
+            .collect();
+        assert_eq!(maps, vec![vec!["0", "200000", "65536"]; 2], "{name}: {out}");
+        assert!(out.contains("uid=0"), "{name}: {out}");
+        assert!(
+            out.contains("eth0"),
+            "{name}: sysfs shows no pod network: {out}"
+        );
+    }
+
+    // Refused, each naming what is wrong, with no sandbox left.
+    let before = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .len();
+    for (name, mode, maps, want) in [
+        (
+            "ux1",
+            cri::NamespaceMode::Container,
+            vec![],
+            "userns_options.mode",
+        ),
+        (
+            "ux2",
+            cri::NamespaceMode::Target,
+            vec![],
+            "userns_options.mode",
+        ),
+        (
+            "ux3",
+            cri::NamespaceMode::Pod,
+            vec![range(0, 1000, 100_000), range(0, 2000, 100_000)],
+            "exactly one mapping",
+        ),
+        (
+            "ux4",
+            cri::NamespaceMode::Pod,
+            vec![range(1, 1000, 100_000)],
+            "container id 0",
+        ),
+        (
+            "ux5",
+            cri::NamespaceMode::Pod,
+            vec![range(0, u32::MAX, 2)],
+            "not a range",
+        ),
+    ] {
+        let e = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(with_userns(name, mode, maps)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{name}: {e:?}");
+        assert!(e.message().contains(want), "{name}: {}", e.message());
+    }
+    let after = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .len();
+    assert_eq!(before, after);
+
+    // Removing the pod unpins its user namespace.
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod_id.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod_id.clone(),
+    })
+    .await
+    .unwrap();
+    let pinned: Vec<_> = std::fs::read_dir(b.state_dir().join("ns"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(pinned.is_empty(), "namespaces left pinned: {pinned:?}");
+}

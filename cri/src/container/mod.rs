@@ -439,6 +439,18 @@ impl ContainerManager {
             }
             _ => Error::InvalidArgument(format!("container {}: {}", c.id, error_chain(&e))),
         })?;
+        if sb.userns.is_some() {
+            // Root in the pod's user namespace is not the rootfs' owner (the
+            // layers are not idmapped): the mount points the image lacks are
+            // made here, by the host's root, inside the rootfs only.
+            let (root, mounts) = (rootfs.rootfs.clone(), oci.mounts.clone());
+            tokio::task::spawn_blocking(move || spec::make_mount_points(&root, &mounts))
+                .await
+                .map_err(|e| Error::Aborted(format!("mount point task: {e}")))?
+                .map_err(|e| {
+                    Error::InvalidArgument(format!("container {}: {}", c.id, error_chain(&e)))
+                })?;
+        }
         let json = serde_json::to_vec_pretty(&oci).expect("specs serialize");
         let cfg = c.bundle.join("config.json");
         std::fs::write(&cfg, json).map_err(|source| Error::Io {

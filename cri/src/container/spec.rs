@@ -236,6 +236,37 @@ fn bind(
     }
 }
 
+/// Make the mount points of `mounts` that `rootfs` lacks (a file for a bind
+/// of a file, else a folder), resolved inside the rootfs (symlinks cannot
+/// lead out). For pods in a user namespace, whose root may not write the
+/// image's folders.
+pub fn make_mount_points(
+    rootfs: &Path,
+    mounts: &[OciMount],
+) -> Result<(), berth_runtime::rootfs::resolve::ResolveError> {
+    use berth_runtime::rootfs::resolve::{Leaf, ResolveError, ensure};
+    let root = std::fs::File::open(rootfs).map_err(|source| ResolveError::Io {
+        path: rootfs.display().to_string(),
+        what: "open the rootfs",
+        source,
+    })?;
+    for m in mounts {
+        // The runtime's own file systems make these below themselves.
+        let under = |p: &str| m.destination == p || m.destination.starts_with(&format!("{p}/"));
+        if under("/proc") || under("/sys") || under("/dev") {
+            continue;
+        }
+        let bind = m.kind.as_deref() == Some("bind")
+            || m.options.iter().any(|o| o == "bind" || o == "rbind");
+        let leaf = match &m.source {
+            Some(s) if bind && Path::new(s).is_file() => Leaf::File,
+            _ => Leaf::Dir,
+        };
+        ensure(std::os::fd::AsFd::as_fd(&root), &m.destination, leaf)?;
+    }
+    Ok(())
+}
+
 fn ns(kind: &str, path: Option<&Path>) -> Namespace {
     Namespace {
         kind: kind.into(),
@@ -247,6 +278,10 @@ fn namespaces(input: &Input) -> Result<Vec<Namespace>, SpecError> {
     let sec = &input.spec.security;
     let sb = input.sandbox;
     let mut out = vec![ns("mount", None)];
+    // First: the runtime joins it before the namespaces it owns.
+    if let Some(p) = &sb.userns {
+        out.insert(0, ns("user", Some(p)));
+    }
     match sec.pid {
         NsMode::Node => {}
         NsMode::Container => out.push(ns("pid", None)),

@@ -187,6 +187,7 @@ impl SandboxManager {
             netns: None,
             ipcns: None,
             utsns: None,
+            userns: None,
             ips: Vec::new(),
             network_attached: false,
             shim: None,
@@ -211,7 +212,33 @@ impl SandboxManager {
             id: id.clone(),
             source,
         };
-        if sb.spec.network != NsMode::Node {
+        if let Some(u) = sb.spec.userns {
+            // The pod's own user namespace owns its network, UTS and IPC
+            // namespaces (validation refused host ones with it).
+            let mut kinds = vec![NsKind::Uts, NsKind::Net];
+            if sb.spec.ipc == NsMode::Pod {
+                kinds.push(NsKind::Ipc);
+            }
+            let pins = crate::pinns::pin_userns(
+                &self.ns_dir,
+                &id,
+                (u.uids.host_id, u.uids.length),
+                (u.gids.host_id, u.gids.length),
+                &kinds,
+                Some(&files::hostname(&sb.spec)),
+                &monitor::resolve_binary(&self.config.pause_path),
+            )
+            .map_err(pin_err)?;
+            sb.userns = Some(pins.user.path().to_owned());
+            for (k, p) in pins.owned {
+                let slot = match k {
+                    NsKind::Uts => &mut sb.utsns,
+                    NsKind::Net => &mut sb.netns,
+                    NsKind::Ipc => &mut sb.ipcns,
+                };
+                *slot = Some(p.path().to_owned());
+            }
+        } else if sb.spec.network != NsMode::Node {
             let hostname = files::hostname(&sb.spec);
             sb.utsns = Some(
                 PinnedNs::pin(
@@ -231,7 +258,7 @@ impl SandboxManager {
                     .to_owned(),
             );
         }
-        if sb.spec.ipc == NsMode::Pod {
+        if sb.spec.ipc == NsMode::Pod && sb.ipcns.is_none() {
             sb.ipcns = Some(
                 PinnedNs::pin(&self.ns_dir, &format!("{id}-ipc"), NsKind::Ipc, None)
                     .map_err(pin_err)?
@@ -329,9 +356,14 @@ impl SandboxManager {
         // The record goes with this sandbox, so nothing would retry the DEL:
         // the namespace goes too, also when the DEL failed (a broken
         // config's DEL fails as its ADD did, with nothing attached).
-        for p in [sb.netns.take(), sb.ipcns.take(), sb.utsns.take()]
-            .into_iter()
-            .flatten()
+        for p in [
+            sb.netns.take(),
+            sb.ipcns.take(),
+            sb.utsns.take(),
+            sb.userns.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = PinnedNs::at(p).remove();
         }

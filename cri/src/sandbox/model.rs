@@ -50,6 +50,22 @@ impl PodMeta {
     }
 }
 
+/// One id range of a pod's user namespace (CRI `IDMapping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub length: u32,
+}
+
+/// A pod user namespace (CRI `NamespaceMode::POD` user namespace): one
+/// range each for uids and gids, starting at container id 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodUserns {
+    pub uids: IdRange,
+    pub gids: IdRange,
+}
+
 /// A validated `RunPodSandbox` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxSpec {
@@ -66,6 +82,9 @@ pub struct SandboxSpec {
     pub pid: NsMode,
     pub ipc: NsMode,
     pub runtime_handler: String,
+    /// A user namespace of the pod's own; None: the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<PodUserns>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +105,9 @@ pub struct Sandbox {
     pub netns: Option<PathBuf>,
     pub ipcns: Option<PathBuf>,
     pub utsns: Option<PathBuf>,
+    /// The pinned user namespace that owns the three above (`spec.userns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<PathBuf>,
     /// Pod IPs from CNI, primary first.
     pub ips: Vec<String>,
     /// hostname, hosts and resolv.conf for the containers to mount.

@@ -68,6 +68,9 @@ pub fn spec(sb: &Sandbox, binary: &Path, rootfs: &Path, cgroup_path: &str) -> Sp
         }
     }
     let mut namespaces = vec![ns("pid", None), ns("mount", None)];
+    if let Some(p) = &sb.userns {
+        namespaces.insert(0, ns("user", Some(p)));
+    }
     if let Some(p) = &sb.netns {
         namespaces.push(ns("network", Some(p)));
     }

@@ -9,7 +9,9 @@ use crate::cni::PortMapping;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sandbox::SandboxFilter;
-use crate::sandbox::model::{Dns, NsMode, PodMeta, Sandbox, SandboxSpec, SandboxState};
+use crate::sandbox::model::{
+    Dns, IdRange, NsMode, PodMeta, PodUserns, Sandbox, SandboxSpec, SandboxState,
+};
 
 pub(super) fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
@@ -122,6 +124,14 @@ pub fn sandbox_spec(req: cri::RunPodSandboxRequest, config: &Config) -> Result<S
         .security_context
         .and_then(|s| s.namespace_options)
         .unwrap_or_default();
+    let field = "sandbox config: linux.security_context.namespace_options";
+    let network = ns_mode(opts.network, &format!("{field}.network"))?;
+    let pid = ns_mode(opts.pid, &format!("{field}.pid"))?;
+    let ipc = ns_mode(opts.ipc, &format!("{field}.ipc"))?;
+    let userns = match &opts.userns_options {
+        None => None,
+        Some(u) => pod_userns(u, &format!("{field}.userns_options"), [network, pid, ipc])?,
+    };
     Ok(SandboxSpec {
         meta: PodMeta {
             name: m.name,
@@ -141,20 +151,66 @@ pub fn sandbox_spec(req: cri::RunPodSandboxRequest, config: &Config) -> Result<S
         annotations: sorted(c.annotations),
         cgroup_parent: linux.cgroup_parent,
         sysctls: sorted(linux.sysctls),
-        network: ns_mode(
-            opts.network,
-            "sandbox config: linux.security_context.namespace_options.network",
-        )?,
-        pid: ns_mode(
-            opts.pid,
-            "sandbox config: linux.security_context.namespace_options.pid",
-        )?,
-        ipc: ns_mode(
-            opts.ipc,
-            "sandbox config: linux.security_context.namespace_options.ipc",
-        )?,
+        network,
+        pid,
+        ipc,
         runtime_handler: req.runtime_handler,
+        userns,
     })
+}
+
+/// The pod's user namespace: NODE is the host's (None); POD is one of its
+/// own with exactly one uid and one gid range from container id 0 (as
+/// containerd and CRI-O take them); CONTAINER and TARGET do not exist for
+/// user namespaces.
+fn pod_userns(
+    u: &cri::UserNamespace,
+    field: &str,
+    [network, pid, ipc]: [NsMode; 3],
+) -> Result<Option<PodUserns>> {
+    match ns_mode(u.mode, &format!("{field}.mode"))? {
+        NsMode::Node => return Ok(None),
+        NsMode::Pod => {}
+        m => {
+            return Err(invalid(format!(
+                "{field}.mode: {m:?} is not a user namespace mode (POD or NODE)"
+            )));
+        }
+    }
+    if [network, pid, ipc].contains(&NsMode::Node) {
+        return Err(invalid(format!(
+            "{field}: a pod user namespace cannot go with the host's network, pid or ipc namespace"
+        )));
+    }
+    let one = |maps: &[cri::IdMapping], what: &str| -> Result<IdRange> {
+        let [m] = maps else {
+            return Err(invalid(format!(
+                "{field}.{what}: exactly one mapping is supported, got {}",
+                maps.len()
+            )));
+        };
+        if m.container_id != 0 {
+            return Err(invalid(format!(
+                "{field}.{what}: the mapping must start at container id 0, not {}",
+                m.container_id
+            )));
+        }
+        if m.length == 0 || u64::from(m.host_id) + u64::from(m.length) > 1 << 32 {
+            return Err(invalid(format!(
+                "{field}.{what}: host id {} with length {} is not a range of ids",
+                m.host_id, m.length
+            )));
+        }
+        Ok(IdRange {
+            container_id: 0,
+            host_id: m.host_id,
+            length: m.length,
+        })
+    };
+    Ok(Some(PodUserns {
+        uids: one(&u.uids, "uids")?,
+        gids: one(&u.gids, "gids")?,
+    }))
 }
 
 pub(super) fn meta_wire(m: &PodMeta) -> cri::PodSandboxMetadata {
@@ -197,6 +253,26 @@ pub fn sandbox_status(sb: &Sandbox) -> cri::PodSandboxStatus {
                     network: ns_mode_wire(spec.network),
                     pid: ns_mode_wire(spec.pid),
                     ipc: ns_mode_wire(spec.ipc),
+                    userns_options: Some(match &spec.userns {
+                        None => cri::UserNamespace {
+                            mode: cri::NamespaceMode::Node as i32,
+                            ..Default::default()
+                        },
+                        Some(u) => {
+                            let wire = |r: &IdRange| {
+                                vec![cri::IdMapping {
+                                    host_id: r.host_id,
+                                    container_id: r.container_id,
+                                    length: r.length,
+                                }]
+                            };
+                            cri::UserNamespace {
+                                mode: cri::NamespaceMode::Pod as i32,
+                                uids: wire(&u.uids),
+                                gids: wire(&u.gids),
+                            }
+                        }
+                    }),
                     ..Default::default()
                 }),
             }),

@@ -214,7 +214,7 @@ impl cri::runtime_service_server::RuntimeService for RuntimeService {
                 // all do it on the kernels berthd runs on (5.12+).
                 features: Some(cri::RuntimeHandlerFeatures {
                     recursive_read_only_mounts: true,
-                    user_namespaces: false,
+                    user_namespaces: true,
                 }),
             })
             .collect();

@@ -110,7 +110,9 @@ fn run(
         }
         sync::send(sock, sync::UNSHARED, &[]).map_err(io("sync: send"))?;
         wait_go(sock)?;
-        if ns.is_new(NsKind::User) {
+        // Root in the user namespace, new or joined: the rootfs work creates
+        // files, which the host's root (unmapped there) may not own.
+        if ns.has(NsKind::User) {
             become_ns_root()?;
         }
         // The init proper: pid 1 of a new pid namespace, our parent's child.

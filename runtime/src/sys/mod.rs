@@ -226,6 +226,43 @@ pub fn sched_setattr(a: &crate::config::model::SchedAttr) -> io::Result<()> {
     cvt(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const Attr, 0) }).map(drop)
 }
 
+/// Start `program` (with no arguments, stdio on /dev/null) in new
+/// namespaces `flags` (CLONE_NEW*), unshared in the forked child before its
+/// exec, with `hostname` set in a new UTS namespace. For callers that need
+/// a user namespace made from a multi-threaded process (unshare of
+/// CLONE_NEWUSER is refused to one): the child is single-threaded.
+pub fn spawn_unshared(
+    program: &std::path::Path,
+    flags: libc::c_int,
+    hostname: Option<&str>,
+) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    // Never the host's name: only in a UTS namespace of the child's own.
+    let hostname = hostname
+        .filter(|_| flags & libc::CLONE_NEWUTS != 0)
+        .map(|h| h.as_bytes().to_vec());
+    let mut cmd = std::process::Command::new(program);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec the closure makes two system calls on
+    // memory prepared before the fork; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(flags) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(h) = &hostname
+                && libc::sethostname(h.as_ptr().cast(), h.len()) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
 pub fn setdomainname(name: &str) -> io::Result<()> {
     // SAFETY: pointer and length describe `name`'s bytes.
     cvt_i(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) }).map(drop)
