@@ -17,6 +17,10 @@ need_root
 [ -x "$BIN/berthd" ] || die "no berthd in $BIN: hack/build.sh"
 
 WORK=$(mktemp -d /tmp/berth-critest.XXXXXX)
+# Root in a user-namespace pod is nobody to the host and must walk to the
+# bundles below (as with containerd's 0711 state folders); berthd refuses
+# such pods with a folder it cannot search above its own.
+chmod 0711 "$WORK"
 BRIDGE=bct$((RANDOM % 10000))
 SUBNET=10.205.$((RANDOM % 200 + 20))
 SOCK=$WORK/berthd.sock

@@ -1633,6 +1633,28 @@ async fn a_pod_user_namespace_maps_root_to_its_range() {
         .len();
     assert_eq!(before, after);
 
+    // A state folder the pod's root cannot walk to is named, not run into.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(b.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let e = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(with_userns(
+                "ux6",
+                cri::NamespaceMode::Pod,
+                vec![range(0, 300_000, 65_536)],
+            )),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    std::fs::set_permissions(b.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains(&b.dir.path().display().to_string()),
+        "{}",
+        e.message()
+    );
+
     // Removing the pod unpins its user namespace.
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: pod_id.clone(),

@@ -213,6 +213,17 @@ impl SandboxManager {
             source,
         };
         if let Some(u) = sb.spec.userns {
+            // Root in the pod's user namespace is nobody to the host: it
+            // must be able to walk to the bundles and pod files.
+            for d in [&self.config.state_dir, &self.config.root_dir] {
+                if let Some(closed) = unsearchable_ancestor(d) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "sandbox {id}: a pod user namespace needs every folder above {} searchable by others (o+x), and {} is not",
+                        d.display(),
+                        closed.display()
+                    )));
+                }
+            }
             // The pod's own user namespace owns its network, UTS and IPC
             // namespaces (validation refused host ones with it).
             let mut kinds = vec![NsKind::Uts, NsKind::Net];
@@ -501,4 +512,14 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         src = x.source();
     }
     s
+}
+
+/// The first folder of `dir` and its ancestors that others may not search
+/// (mode o+x missing); None when all of them may be.
+fn unsearchable_ancestor(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .find(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
 }
