@@ -137,6 +137,17 @@ if [ $QUICK = 0 ]; then
     # propagation; each critest run's own failures are in its log.
     SUITE=1 tier critest-containerd "critest against containerd 1.6 + runc (reference)" bash -c \
         'bash hack/testbed/containerd.sh up >/dev/null && bash hack/testbed/containerd.sh critest; exit 0'
+    # Issue 3's drop-in proof: containerd's runc shim calling berth-runc in
+    # place of runc must pass the specs it passes with runc. containerd is
+    # put back on runc afterwards for the tiers that use it.
+    SUITE=1 tier critest-containerd-berth-runc "critest against containerd 1.6 + berth-runc as its runc" bash -c '
+        bash hack/testbed/containerd.sh down >/dev/null
+        BERTH_CONTAINERD_OCI_RUNTIME=$0 bash hack/testbed/containerd.sh up >/dev/null \
+            && bash hack/testbed/containerd.sh critest
+        bash hack/testbed/containerd.sh down >/dev/null
+        bash hack/testbed/containerd.sh up >/dev/null; exit 0' "$BIN/berth-runc"
+    parity critest-runc-parity "containerd + berth-runc passes >= containerd + runc's critest specs (reported)" \
+        critest critest-containerd containerd+runc critest-containerd-berth-runc containerd+berth-runc
     SUITE=1 tier critest-berthd "critest against berthd + berth-runc" bash -c 'bash hack/critest-berthd.sh; exit 0'
     parity critest-parity "berthd passes >= containerd's critest specs (reported)" \
         critest critest-containerd containerd critest-berthd berthd

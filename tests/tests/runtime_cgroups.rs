@@ -153,3 +153,93 @@ fn memory_limit_oom_kills_and_the_cgroup_counts_it() {
     assert!(b.runc(&["delete", &b.id]).status.success());
     assert!(!b.cgroup_dir("memory").exists(), "cgroup left after delete");
 }
+
+/// A soft-RoCE RDMA device on a dummy link of its own, removed on drop;
+/// None where the kernel cannot make one (no rdma_rxe module).
+struct SoftRoce {
+    link: String,
+    dev: String,
+}
+
+impl SoftRoce {
+    fn new() -> Option<SoftRoce> {
+        let run = |args: &[&str]| {
+            std::process::Command::new(args[0])
+                .args(&args[1..])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !run(&["modprobe", "rdma_rxe"]) {
+            return None;
+        }
+        let n = std::process::id() % 100_000;
+        let s = SoftRoce {
+            link: format!("brd{n}"),
+            dev: format!("rxe_b{n}"),
+        };
+        let made = run(&["ip", "link", "add", &s.link, "type", "dummy"])
+            && run(&["ip", "link", "set", &s.link, "up"])
+            && run(&[
+                "rdma", "link", "add", &s.dev, "type", "rxe", "netdev", &s.link,
+            ]);
+        made.then_some(s)
+    }
+}
+
+impl Drop for SoftRoce {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rdma")
+            .args(["link", "delete", &self.dev])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.link])
+            .status();
+    }
+}
+
+#[test]
+fn rdma_limits_apply_where_the_kernel_has_the_controller() {
+    require_root();
+    let controller = if cgroup_v2() {
+        std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "rdma"))
+    } else {
+        std::path::Path::new("/sys/fs/cgroup/rdma").is_dir()
+    };
+    let roce = controller.then(SoftRoce::new).flatten();
+    let dev = roce.as_ref().map_or("mlx5_9".to_owned(), |r| r.dev.clone());
+    let mut b = Bundle::new("cg-rdma");
+    b.config["linux"]["resources"] =
+        serde_json::json!({"rdma": {dev.clone(): {"hcaHandles": 3, "hcaObjects": 100}}});
+    let script = if cgroup_v2() {
+        "cat /sys/fs/cgroup/rdma.max"
+    } else {
+        "cat /sys/fs/cgroup/rdma/rdma.max"
+    };
+    b.set_args(&["sh", "-c", script]);
+    let (code, out, err) = b.run();
+    match (controller, &roce) {
+        // The limit, read from inside the container.
+        (true, Some(_)) => {
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(out.trim(), format!("{dev} hca_handle=3 hca_object=100"));
+        }
+        // A device the kernel does not have: refused naming the file.
+        (true, None) => {
+            assert_ne!(code, 0);
+            assert!(err.contains("rdma.max"), "{err}");
+        }
+        // No rdma controller (this project's host): refused naming it.
+        (false, _) => {
+            assert_ne!(code, 0);
+            assert!(err.contains("rdma"), "{err}");
+        }
+    }
+    if code != 0 {
+        assert!(
+            !b.state_root.join(&b.id).exists(),
+            "a refused create left its state"
+        );
+    }
+}

@@ -76,6 +76,24 @@ pub(crate) fn pids_max(limit: i64) -> String {
     }
 }
 
+/// `rdma.max` lines (the same file in v1 and v2): one per device, a limit
+/// left out of the spec is "max". Device names the kernel does not know are
+/// refused by it, naming the file.
+pub(crate) fn rdma_max(
+    r: &std::collections::BTreeMap<String, crate::config::spec::Rdma>,
+) -> Vec<String> {
+    let lim = |v: Option<u32>| v.map_or("max".to_owned(), |v| v.to_string());
+    r.iter()
+        .map(|(dev, l)| {
+            format!(
+                "{dev} hca_handle={} hca_object={}",
+                lim(l.hca_handles),
+                lim(l.hca_objects)
+            )
+        })
+        .collect()
+}
+
 /// A `pids.max` file read back for stats: "max" (no limit) is reported as 0.
 pub(crate) fn read_pids_limit(file: &Path) -> u64 {
     read_u64(file)

@@ -196,6 +196,9 @@ pub fn writes(r: &Resources, extra_devices: &[String], with_defaults: bool) -> V
             h.limit.to_string(),
         );
     }
+    for line in super::rdma_max(&r.rdma) {
+        put("rdma", "rdma.max", line);
+    }
     if let Some(n) = &r.network {
         if let Some(c) = n.class_id {
             put("net_cls", "net_cls.classid", c.to_string());
@@ -250,11 +253,6 @@ pub fn apply_writes(
         let (c, f, v) = &list[i];
         let d = match dir(c) {
             Some(d) => d,
-            None if *c == "net_cls" || *c == "net_prio" || *c == "hugetlb" => {
-                return Err(CgroupError::Unsupported(format!(
-                    "controller {c} is not mounted"
-                )));
-            }
             None => {
                 return Err(CgroupError::Unsupported(format!(
                     "controller {c} is not mounted"

@@ -135,6 +135,9 @@ pub fn writes(r: &Resources) -> Vec<(String, String)> {
     for h in &r.hugepage_limits {
         put(&format!("hugetlb.{}.max", h.page_size), h.limit.to_string());
     }
+    for line in super::rdma_max(&r.rdma) {
+        put("rdma.max", line);
+    }
     for (k, v) in &r.unified {
         put(k, v.clone());
     }
@@ -226,6 +229,33 @@ mod tests {
         assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(blkio_to_io_weight(10), 1);
         assert_eq!(blkio_to_io_weight(1000), 10_000);
+    }
+
+    #[test]
+    fn rdma_limits_are_one_line_per_device() {
+        let r: Resources = serde_json::from_str(
+            r#"{"rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}, "mlx4_0": {"hcaObjects": 1000}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            writes(&r),
+            [
+                (
+                    "rdma.max".to_owned(),
+                    "mlx4_0 hca_handle=max hca_object=1000".to_owned()
+                ),
+                (
+                    "rdma.max".to_owned(),
+                    "mlx5_1 hca_handle=3 hca_object=10000".to_owned()
+                ),
+            ]
+        );
+        let v1 = super::super::v1::writes(&r, &[], false);
+        assert!(v1.contains(&(
+            "rdma",
+            "rdma.max".into(),
+            "mlx5_1 hca_handle=3 hca_object=10000".into()
+        )));
     }
 
     #[test]

@@ -268,8 +268,20 @@ pub struct Resources {
     pub hugepage_limits: Vec<HugepageLimit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// RDMA limits by device name (the rdma controller, v1 and v2).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rdma: BTreeMap<String, Rdma>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unified: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rdma {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hca_handles: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hca_objects: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -1,13 +1,12 @@
 //! create, start, run, delete: the container lifecycle.
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use super::Runtime;
-use std::cell::RefCell;
-
 use crate::cgroups::systemd::{Scope, Systemd};
 use crate::cgroups::{CgroupPaths, Layout};
 use crate::config::{self, Config};
