@@ -386,16 +386,22 @@ impl PodCgroups {
     /// Remove pod `uid`'s cgroup (whatever its class), what is left below
     /// it first. Missing is fine.
     pub fn remove_pod(&self, uid: &str) -> Result<(), String> {
+        let mut sd = match self.systemd {
+            true => Some(
+                berth_runtime::cgroups::systemd::Systemd::connect()
+                    .map_err(|e| berth_runtime::process::chain(&e))?,
+            ),
+            false => None,
+        };
         for q in [
             QosClass::Guaranteed,
             QosClass::Burstable,
             QosClass::BestEffort,
         ] {
-            let path = if self.systemd {
+            let path = if let Some(sd) = &mut sd {
                 let slice = pod_slice(q, uid);
                 // Gone already unless the pod ran in this class.
-                berth_runtime::cgroups::systemd::Systemd::connect()
-                    .and_then(|mut sd| sd.stop(&slice))
+                sd.stop(&slice)
                     .map_err(|e| berth_runtime::process::chain(&e))?;
                 berth_runtime::cgroups::slice_path(&slice)
             } else {

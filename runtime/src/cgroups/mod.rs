@@ -403,12 +403,20 @@ fn systemd_style(p: &str) -> Option<String> {
     } else {
         slice
     };
-    let unit = if prefix.is_empty() {
+    Some(format!(
+        "{}/{}",
+        slice_path(slice),
+        scope_unit(prefix, name)
+    ))
+}
+
+/// The scope unit systemd names for a container: `<prefix>-<name>.scope`.
+pub(crate) fn scope_unit(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
         format!("{name}.scope")
     } else {
         format!("{prefix}-{name}.scope")
-    };
-    Some(format!("{}/{unit}", slice_path(slice)))
+    }
 }
 
 /// A runtime's `cgroupsPath` as a path from the hierarchy's root: a

@@ -70,11 +70,7 @@ impl Scope {
         if name.ends_with(".slice") {
             return Err(bad("a container in a slice of its own is not supported"));
         }
-        let unit = if prefix.is_empty() {
-            format!("{name}.scope")
-        } else {
-            format!("{prefix}-{name}.scope")
-        };
+        let unit = super::scope_unit(prefix, name);
         if unit.len() > 255 {
             return Err(bad("the unit name is longer than 255 bytes"));
         }
@@ -175,37 +171,48 @@ impl Systemd {
         v2: bool,
     ) -> Result<(), CgroupError> {
         let mut props = vec![
+            ("Slice".to_owned(), Value::Str(scope.slice.clone())),
+            ("Delegate".into(), Value::Bool(true)),
+            ("PIDs".into(), Value::U32s(vec![pid as u32])),
+        ];
+        props.extend(properties(r, v2));
+        self.start_transient(&scope.unit, props, v2)
+    }
+
+    /// StartTransientUnit of `unit` (no default dependencies, accounting on,
+    /// then `props`), waiting for its job.
+    fn start_transient(
+        &mut self,
+        unit: &str,
+        props: Vec<(String, Value)>,
+        v2: bool,
+    ) -> Result<(), CgroupError> {
+        let io = if v2 {
+            "IOAccounting"
+        } else {
+            "BlockIOAccounting"
+        };
+        let mut all = vec![
             (
                 "Description".to_owned(),
-                Value::Str(format!("berth container {}", scope.unit)),
+                Value::Str(format!("berth {unit}")),
             ),
-            ("Slice".into(), Value::Str(scope.slice.clone())),
-            ("Delegate".into(), Value::Bool(true)),
             ("DefaultDependencies".into(), Value::Bool(false)),
-            ("PIDs".into(), Value::U32s(vec![pid as u32])),
             ("MemoryAccounting".into(), Value::Bool(true)),
             ("CPUAccounting".into(), Value::Bool(true)),
             ("TasksAccounting".into(), Value::Bool(true)),
-            (
-                if v2 {
-                    "IOAccounting"
-                } else {
-                    "BlockIOAccounting"
-                }
-                .into(),
-                Value::Bool(true),
-            ),
+            (io.into(), Value::Bool(true)),
         ];
-        props.extend(properties(r, v2));
+        all.extend(props);
         let args = [
-            Value::Str(scope.unit.clone()),
+            Value::Str(unit.into()),
             Value::Str("replace".into()),
-            Value::Props(props),
+            Value::Props(all),
             Value::NoAux,
         ];
         self.job(
             "start",
-            &scope.unit,
+            unit,
             &manager("StartTransientUnit", &args, self.conn.broker),
         )
     }
@@ -234,37 +241,7 @@ impl Systemd {
         props: Vec<(String, Value)>,
         v2: bool,
     ) -> Result<(), CgroupError> {
-        let mut all = vec![
-            (
-                "Description".to_owned(),
-                Value::Str(format!("berth slice {slice}")),
-            ),
-            ("DefaultDependencies".into(), Value::Bool(false)),
-            ("MemoryAccounting".into(), Value::Bool(true)),
-            ("CPUAccounting".into(), Value::Bool(true)),
-            ("TasksAccounting".into(), Value::Bool(true)),
-            (
-                if v2 {
-                    "IOAccounting"
-                } else {
-                    "BlockIOAccounting"
-                }
-                .into(),
-                Value::Bool(true),
-            ),
-        ];
-        all.extend(props.iter().cloned());
-        let args = [
-            Value::Str(slice.into()),
-            Value::Str("replace".into()),
-            Value::Props(all),
-            Value::NoAux,
-        ];
-        match self.job(
-            "start",
-            slice,
-            &manager("StartTransientUnit", &args, self.conn.broker),
-        ) {
+        match self.start_transient(slice, props.clone(), v2) {
             Err(e) if e.is_systemd_error(UNIT_EXISTS) => self.set_raw(slice, props),
             r => r,
         }
