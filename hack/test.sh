@@ -189,12 +189,15 @@ if [ $QUICK = 0 ]; then
             | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "runtime_systemd") | .executable')
         SDK_BIN=$(cargo test --release -p berth-kubelet --test security --no-run --message-format=json 2>/dev/null \
             | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "security") | .executable')
+        SDC_BIN=$(cargo test --release -p berth-cri --test containers --no-run --message-format=json 2>/dev/null \
+            | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "containers") | .executable')
         for cg in v2 hybrid; do
             tier "vm-systemd-$cg" "systemd cgroup driver (berth-runc, berthd, berth-kubelet), systemd as init, cgroup $cg VM" \
                 bash hack/vm.sh run --init systemd --cgroup "$cg" --timeout 1200 -- bash -c \
                 'hack/vm/run-tests.sh --timeout 120 --include-ignored "$0"; a=$?
                  hack/vm/run-tests.sh --timeout 300 --include-ignored --only systemd "$1"; b=$?
-                 exit $((a | b))' "$SD_BIN" "$SDK_BIN"
+                 hack/vm/run-tests.sh --timeout 300 --include-ignored --only systemd_driver "$2"; c=$?
+                 exit $((a | b | c))' "$SD_BIN" "$SDK_BIN" "$SDC_BIN"
         done
     fi
     # berthd in the v2 VM: an OOM kill reported as OOMKilled, live resource

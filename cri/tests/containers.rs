@@ -1115,6 +1115,58 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     // lifecycle_logs_exec_stop_and_exit_reasons.)
 }
 
+#[tokio::test]
+#[ignore = "needs systemd as PID 1: the vm-systemd tiers run it (hack/vm.sh --init systemd)"]
+async fn under_the_systemd_driver_an_oom_kill_is_still_reported() {
+    assert!(
+        std::path::Path::new("/run/systemd/system").is_dir(),
+        "systemd is not the init here"
+    );
+    let mut b = Berthd::start(23);
+    b.reconfigure("cgroup_driver = \"systemd\"\n");
+    b.pull(&busybox());
+    let mut rt = b.runtime().await;
+    let p = pod(
+        "oomsd",
+        cri::NamespaceMode::Container,
+        &b.dir.path().join("logs"),
+    );
+    let pod_id = run_pod(&mut rt, &p).await;
+    let mut c = container("hog", "tail /dev/zero");
+    c.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        ..Default::default()
+    });
+    let id = create(&mut rt, &pod_id, &p, c).await.unwrap();
+    start(&mut rt, &id).await;
+    let st = wait_exited(&mut rt, &id).await;
+    // systemd stops the emptied scope and removes its cgroup: what the
+    // status says cannot have come from the cgroup's counters.
+    let unit = format!("cri-berth-{id}.scope");
+    common::wait_until(
+        || {
+            let o = std::process::Command::new("systemctl")
+                .args(["show", "-p", "ActiveState", &unit])
+                .output()
+                .unwrap();
+            !String::from_utf8_lossy(&o.stdout).contains("=active")
+        },
+        "the container's scope stopped",
+    );
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (137, "OOMKilled"),
+        "{st:?}"
+    );
+    let again = status(&mut rt, &id).await;
+    assert_eq!(again.reason, "OOMKilled", "{again:?}");
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod_id,
+    })
+    .await
+    .unwrap();
+}
+
 /// `GET path` on `addr`: (status line, body).
 fn http_get(addr: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -1549,7 +1601,7 @@ async fn a_pod_user_namespace_maps_root_to_its_range() {
     ] {
         let mut c = container(
             name,
-            "cat /proc/self/uid_map /proc/self/gid_map; echo uid=$(id -u); ls /sys/class/net; echo done; sleep 300",
+            "cat /proc/self/uid_map /proc/self/gid_map; echo uid=$(id -u); ls /sys/class/net; echo owner=$(stat -c %u:%g /etc/passwd); mkdir /etc/made && echo rootfs=rw:$(stat -c %u /etc/made) || echo rootfs=ro; echo done; sleep 300",
         );
         match pid_mode {
             None => c.linux = None,
@@ -1568,6 +1620,10 @@ async fn a_pod_user_namespace_maps_root_to_its_range() {
             .collect();
         assert_eq!(maps, vec![vec!["0", "200000", "65536"]; 2], "{name}: {out}");
         assert!(out.contains("uid=0"), "{name}: {out}");
+        // The image's root-owned files are the pod root's (idmapped
+        // layers), and it can write where the image's root could.
+        assert!(out.contains("owner=0:0"), "{name}: {out}");
+        assert!(out.contains("rootfs=rw:0"), "{name}: {out}");
         assert!(
             out.contains("eth0"),
             "{name}: sysfs shows no pod network: {out}"

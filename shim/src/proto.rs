@@ -115,6 +115,10 @@ pub struct ContainerState {
     pub bundle: PathBuf,
     pub runtime: RuntimeCmd,
     pub log_path: Option<PathBuf>,
+    /// The OOM killer killed a process of the container while it ran (seen
+    /// by the monitor as it happened: the cgroup may be gone at exit).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@
 pub mod apparmor;
 pub mod checkpoint;
 pub mod exec;
+mod idmapped;
 pub mod model;
 pub mod seccomp;
 pub mod spec;
@@ -112,7 +113,9 @@ async fn shim_call(socket: &Path, req: &Request) -> Result<Response> {
 }
 
 /// The oom-kill count of a container's cgroup (v2 `memory.events`, or v1
-/// `memory.oom_control`), while the cgroup exists.
+/// `memory.oom_control`), while the cgroup exists: for a monitor that did
+/// not watch (it could not, or an older one); the monitor's own record is
+/// what survives a cgroup removed at exit (the systemd driver's scopes).
 fn oom_kills(cgroup_path: &str) -> u64 {
     let path = berth_runtime::cgroups::cgroupfs_path(cgroup_path);
     let rel = path.trim_start_matches('/');
@@ -194,7 +197,7 @@ fn status_of(c: &Container, st: Option<&proto::ContainerState>, pod_down: bool) 
     };
     let exit_code = st.exit_code.unwrap_or(0);
     let reason = match state {
-        State::Exited if oom_kills(&c.cgroup_path) > 0 => "OOMKilled",
+        State::Exited if st.oom_killed || oom_kills(&c.cgroup_path) > 0 => "OOMKilled",
         State::Exited if exit_code == 0 => "Completed",
         State::Exited => "Error",
         _ => "",
@@ -401,11 +404,26 @@ impl ContainerManager {
             })?;
         let lowerdirs = self.images.lowerdirs(image);
         let bundle = c.bundle.clone();
-        let rootfs =
-            tokio::task::spawn_blocking(move || berth_images::rootfs::prepare(&bundle, &lowerdirs))
-                .await
-                .map_err(|e| Error::Aborted(format!("rootfs task: {e}")))?
-                .map_err(|e| Error::Runtime(format!("container {}: {}", c.id, error_chain(&e))))?;
+        // In a pod user namespace: the layers idmapped to the pod's range.
+        let userns = sb
+            .userns
+            .clone()
+            .zip(sb.spec.userns.map(|u| (u.uids.host_id, u.gids.host_id)));
+        let id = c.id.clone();
+        let rootfs = tokio::task::spawn_blocking(move || match userns {
+            None => berth_images::rootfs::prepare(&bundle, &lowerdirs),
+            Some((ns, root)) => idmapped::prepare(&bundle, &lowerdirs, &ns, root).or_else(|e| {
+                // Where the kernel or the snapshots' file system cannot
+                // idmap, the layers as they are: the pod's root reads them
+                // (as the overflow ids) but does not own them.
+                tracing::warn!(container = %id, error = %error_chain(&e),
+                    "idmapped rootfs failed; the rootfs is not idmapped");
+                berth_images::rootfs::prepare(&bundle, &lowerdirs)
+            }),
+        })
+        .await
+        .map_err(|e| Error::Aborted(format!("rootfs task: {e}")))?
+        .map_err(|e| Error::Runtime(format!("container {}: {}", c.id, error_chain(&e))))?;
         let user = user::resolve(
             &rootfs.rootfs,
             &image.config.run.user,
@@ -440,9 +458,10 @@ impl ContainerManager {
             _ => Error::InvalidArgument(format!("container {}: {}", c.id, error_chain(&e))),
         })?;
         if sb.userns.is_some() {
-            // Root in the pod's user namespace is not the rootfs' owner (the
-            // layers are not idmapped): the mount points the image lacks are
-            // made here, by the host's root, inside the rootfs only.
+            // Root in the pod's user namespace may not own the rootfs (where
+            // the layers could not be idmapped) nor the folders above a
+            // mount point: the mount points the image lacks are made here,
+            // by the host's root, inside the rootfs only.
             let (root, mounts) = (rootfs.rootfs.clone(), oci.mounts.clone());
             tokio::task::spawn_blocking(move || spec::make_mount_points(&root, &mounts))
                 .await

@@ -67,6 +67,7 @@ macro_rules! note {
     };
 }
 
+mod oom;
 mod runtime;
 mod stdio;
 
@@ -101,6 +102,8 @@ struct ContainerIo {
 struct Entry {
     state: ContainerState,
     io: ContainerIo,
+    /// The watch on its memory cgroup's OOM kills, while it runs.
+    oom: Option<oom::OomWatch>,
     /// Connections waiting in `Wait`.
     waiters: Vec<Token>,
 }
@@ -191,6 +194,7 @@ enum Source {
     Conn(Token),
     Output(String, usize),
     Stdin(String),
+    Oom(String),
 }
 
 impl Shim {
@@ -217,6 +221,7 @@ impl Shim {
                 Entry {
                     state,
                     io: ContainerIo::default(),
+                    oom: None,
                     waiters: Vec::new(),
                 },
             );
@@ -275,6 +280,15 @@ impl Shim {
             PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
         ];
         let mut srcs = vec![Source::Listener, Source::Signal];
+        // OOM notifications before SIGCHLD: a kill is recorded from the
+        // notification before the exit it causes is, while the cgroup is
+        // still there to read.
+        for (id, e) in &self.entries {
+            if let Some(w) = &e.oom {
+                fds.insert(1, PollFd::new(w.fd(), PollFlags::POLLIN));
+                srcs.insert(1, Source::Oom(id.clone()));
+            }
+        }
         for (t, c) in &self.conns {
             let mut flags = PollFlags::empty();
             let reading = match &c.mode {
@@ -368,6 +382,7 @@ impl Shim {
                 self.read_output(&id, i);
             }
             Source::Stdin(id) => self.flush_stdin(&id),
+            Source::Oom(id) => self.oom_event(&id),
         }
     }
 

@@ -288,6 +288,7 @@ impl Shim {
             bundle,
             runtime,
             log_path,
+            oom_killed: false,
         };
         if let Err(e) = self.store.put(id, &state) {
             return err(ErrorKind::Runtime, format!("container {id}: {e}"));
@@ -297,9 +298,18 @@ impl Shim {
             Entry {
                 state,
                 io,
+                oom: None,
                 waiters: Vec::new(),
             },
         );
+        match super::oom::OomWatch::start(pid) {
+            Ok(w) => {
+                if let Some(e) = self.entries.get_mut(id) {
+                    e.oom = w;
+                }
+            }
+            Err(e) => note!("container {id}: no OOM watch on its memory cgroup: {e}"),
+        }
         // Register the init; it may already have exited (and been reaped).
         match self.unclaimed.remove(&pid) {
             Some((code, _)) => self.mark_exited(id, code),
@@ -427,10 +437,33 @@ impl Shim {
         }
     }
 
+    /// A notification on a container's OOM watch: record a kill durably
+    /// as soon as it is seen.
+    pub(super) fn oom_event(&mut self, id: &str) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        let killed = e.oom.as_ref().is_some_and(|w| w.check());
+        if killed && !e.state.oom_killed {
+            e.state.oom_killed = true;
+            note!("container {id}: the OOM killer killed a process in it");
+            if let Err(err) = self.store.put(id, &e.state) {
+                note!("container {id}: recording the OOM kill: {err}");
+            }
+        }
+    }
+
     pub(super) fn mark_exited(&mut self, id: &str, code: i32) {
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };
+        // A kill whose notification is not handled yet is read here, while
+        // the cgroup may still be there.
+        if let Some(w) = e.oom.take()
+            && w.check()
+        {
+            e.state.oom_killed = true;
+        }
         e.state.status = Status::Exited;
         e.state.exit_code = Some(code);
         e.state.finished_at = Some(now_ns());
