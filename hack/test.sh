@@ -200,16 +200,17 @@ if [ $QUICK = 0 ]; then
                  exit $((a | b | c))' "$SD_BIN" "$SDK_BIN" "$SDC_BIN"
         done
     fi
-    # berthd in the v2 VM: an OOM kill reported as OOMKilled, live resource
+    # berthd in the v2 VM: an OOM kill reported as OOMKilled, a pod user
+    # namespace with its idmapped rootfs on Debian's kernel, live resource
     # updates, the cAdvisor metrics with pressure stall totals (v2 only), a
     # CRIU checkpoint (the guest's Debian kernel lets criu run; this host's not).
     if wanted vm-v2-cri; then
         CRI_BIN=$(cargo test --release --workspace --test containers --no-run --message-format=json 2>/dev/null \
             | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "containers") | .executable')
-        tier vm-v2-cri "berthd: OOM kill, resource update, metrics, checkpoint, cgroup v2 VM" \
+        tier vm-v2-cri "berthd: OOM kill, pod user namespace, resource update, metrics, checkpoint, cgroup v2 VM" \
             bash hack/vm.sh run --cgroup v2 --timeout 1500 -- \
             hack/vm/run-tests.sh --timeout 300 --only oom_killed --only update_container_resources \
-            --only pod_sandbox_metrics --only metrics_endpoint --only checkpoint "$CRI_BIN"
+            --only pod_sandbox_metrics --only metrics_endpoint --only checkpoint --only user_namespace "$CRI_BIN"
     fi
     # berth-kubelet (standalone, on berthd) in the v2 VM: pod cgroups by QoS
     # with v2's files, and the security contexts.
