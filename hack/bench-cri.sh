@@ -10,7 +10,12 @@
 #   3. the RSS of the daemon plus all its monitors (berthd + berth-shim +
 #      their pause processes vs containerd + containerd-shim-runc-v2 + their
 #      pause processes; never the containers' own workloads) at 0, 10, 50
-#      and 100 pods,
+#      and 100 pods;
+#   4. the shared floor, interleaved with (1): three crictl processes (one
+#      trivial call each) plus one CNI ADD of the same plugin chain run
+#      directly into a fresh namespace, which any runtime measured this way
+#      pays; the verdict gives it as a ratio of containerd's median and each
+#      runtime's own time (median minus the floor),
 #
 # and prints a table with the ratios berthd/containerd and a verdict against
 # the issue's targets (median <= 1/3 of containerd's; RSS at 50 pods <= 1/10).
@@ -376,6 +381,48 @@ def rm_pod(rt, pod):
     cri(rt, "rmp", "-f", pod)
 
 
+CONFLIST = json.load(open(f"{work}/net.d/10-bench.conflist"))
+
+
+def cni_chain(cmd, cid, netns, prev=None):
+    """One CNI command of the bench's plugin chain, run directly (no runtime):
+    ADD in order, each plugin getting the previous result; DEL in reverse."""
+    plugins = CONFLIST["plugins"] if cmd == "ADD" else CONFLIST["plugins"][::-1]
+    env = dict(os.environ, CNI_COMMAND=cmd, CNI_CONTAINERID=cid, CNI_NETNS=netns,
+               CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni")
+    for plugin in plugins:
+        conf = dict(plugin, name=CONFLIST["name"], cniVersion=CONFLIST["cniVersion"])
+        if prev is not None:
+            conf["prevResult"] = prev
+        p = subprocess.run([f"/usr/lib/cni/{plugin['type']}"], input=json.dumps(conf), env=env,
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"CNI {cmd} {plugin['type']}: {p.stdout.strip()} {p.stderr.strip()}")
+        if cmd == "ADD":
+            prev = json.loads(p.stdout)
+    return prev
+
+
+def shared_floor(i):
+    """What both runtimes pay whatever they do: three crictl processes (each
+    with one trivial call) and one CNI ADD of the same chain into a fresh
+    namespace. A runtime that took no time at all would measure this."""
+    t0 = time.perf_counter()
+    for _ in range(3):
+        cri("berthd", "version")
+    t1 = time.perf_counter()
+    name = f"bfloor-{runid}-{i}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        t2 = time.perf_counter()
+        prev = cni_chain("ADD", f"floor-{runid}-{i}", f"/var/run/netns/{name}")
+        t3 = time.perf_counter()
+        cni_chain("DEL", f"floor-{runid}-{i}", f"/var/run/netns/{name}", prev)
+    finally:
+        subprocess.run(["ip", "netns", "del", name])
+    return [t1 - t0, t3 - t2]
+
+
 def rm_all(rt):
     ids = cri(rt, "pods", "-q", "--label", f"berth-bench={runid}").split()
     with cf.ThreadPoolExecutor(par) as ex:
@@ -393,7 +440,14 @@ failed = {}
 # 1. latency, interleaved (the order alternates) so load from elsewhere on the
 #    host hits both alike; two untimed warm-up runs each.
 lat = {rt: [] for rt in RTS}
+floor = []
 for i in range(-2, runs):
+    try:
+        f = shared_floor(i + 2)
+        if i >= 0:
+            floor.append(f)
+    except Exception as e:  # noqa: BLE001 - reported in the table
+        notes.append(f"shared floor, run {i}: {e}")
     for rt in (RTS if i % 2 == 0 else RTS[::-1]):
         if rt in failed:
             continue
@@ -417,6 +471,11 @@ for rt in RTS:
     res[rt]["p99"] = tot[math.ceil(0.99 * len(tot)) - 1]
     for k, name in enumerate(("runp", "create", "start")):
         res[rt][name] = statistics.median(t[k] for t in lat[rt])
+
+if floor:
+    res["floor"] = {"crictl": statistics.median(f[0] for f in floor),
+                    "cni": statistics.median(f[1] for f in floor),
+                    "total": statistics.median(sum(f) for f in floor)}
 
 # 2. P pods at once, per runtime (one after the other: they share 2 cores).
 # 3. RSS at 0, 10, 50, 100 pods (those <= P), filled in batches of `par`.
@@ -489,13 +548,19 @@ rows += [(f"  PSS @{lv} pods", f"pss{lv}", "MB") for lv in levels]
 print()
 print(f"berthd vs containerd 1.6 + runc through crictl; busybox `sleep 3600`, PID mode CONTAINER; "
       f"N={runs} runs, {pods} pods; {os.cpu_count()} cores")
-w = max(len(r[0]) for r in rows)
+w = max([len(r[0]) for r in rows] + [len("shared floor (3 crictl + CNI ADD)")])
 print(f"{'metric':<{w}} | {'berthd':>11} | {'containerd':>11} | {'ratio':>6}")
 print(f"{'-' * w}-+-{'-' * 11}-+-{'-' * 11}-+-{'-' * 6}")
 for label, key, unit in rows:
     r = ratio(key)
     print(f"{label:<{w}} | {fmt('berthd', key, unit):>11} | {fmt('containerd', key, unit):>11} | "
           f"{(f'{r:.2f}' if r is not None else '-'):>6}")
+fl = res.get("floor")
+if fl:
+    print(f"{'shared floor (3 crictl + CNI ADD)':<{w}} | {fl['total'] * 1000:>8.1f} ms |"
+          f" {'':>11} | {(fl['total'] / res['containerd']['median']) if res['containerd'].get('median') else 0:>6.2f}")
+    print(f"{'  3 crictl calls':<{w}} | {fl['crictl'] * 1000:>8.1f} ms |")
+    print(f"{'  CNI chain ADD':<{w}} | {fl['cni'] * 1000:>8.1f} ms |")
 print()
 top = max(levels)
 for rt in RTS:
@@ -517,6 +582,11 @@ verdict = []
 r = ratio("median")
 verdict.append(f"median {'n/a' if r is None else f'{r:.2f}x'} (target <= 0.33x: "
                f"{'n/a' if r is None else ('met' if r <= 1 / 3 else 'NOT met')})")
+if fl and res["containerd"].get("median"):
+    verdict[-1] += (f"; the shared floor alone is {fl['total'] / res['containerd']['median']:.2f}x, "
+                    f"berthd's own time {(res['berthd'].get('median', 0) - fl['total']) * 1000:.0f} ms vs "
+                    f"containerd's {(res['containerd']['median'] - fl['total']) * 1000:.0f} ms "
+                    f"({(res['berthd'].get('median', 0) - fl['total']) / (res['containerd']['median'] - fl['total']):.2f}x)")
 r = ratio("rss50")
 verdict.append(f"RSS@50 {'n/a' if r is None else f'{r:.3f}x'} (target <= 0.10x: "
                f"{'not measured (--pods < 50)' if r is None else ('met' if r <= 0.1 else 'NOT met')})")
