@@ -48,6 +48,15 @@ pub struct FileConfig {
     pub cgroups_per_qos: Option<bool>,
     pub cgroup_root: Option<String>,
     pub cgroup_driver: Option<String>,
+    pub user_namespaces: Option<UserNamespacesConfig>,
+}
+
+/// `userNamespaces`: pod user namespaces (`spec.hostUsers: false`).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserNamespacesConfig {
+    /// Host ids per pod: a multiple of 65536 (default 65536).
+    pub ids_per_pod: Option<i64>,
 }
 
 /// The keys of [`FileConfig`] as they are spelled in the file.
@@ -69,6 +78,7 @@ const IMPLEMENTED: &[&str] = &[
     "cgroupsPerQOS",
     "cgroupRoot",
     "cgroupDriver",
+    "userNamespaces",
 ];
 
 fn go_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -153,6 +163,8 @@ pub struct Settings {
     pub cgroup_root: String,
     /// `cgroupDriver: systemd`: the QoS and pod levels are slices.
     pub cgroup_driver_systemd: bool,
+    /// `userNamespaces.idsPerPod`: the host ids of each pod user namespace.
+    pub userns_ids_per_pod: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -260,6 +272,19 @@ impl Settings {
                 message: format!("{cgroup_root:?} is not an absolute cgroup path"),
             });
         }
+        let userns_ids_per_pod = match file.user_namespaces.and_then(|u| u.ids_per_pod) {
+            None => crate::userns::BLOCK,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| *n > 0 && n.is_multiple_of(crate::userns::BLOCK))
+                .ok_or_else(|| Error::Flag {
+                    flag: "userNamespaces.idsPerPod",
+                    message: format!(
+                        "{n} is not a positive multiple of {} below 2^32",
+                        crate::userns::BLOCK
+                    ),
+                })?,
+        };
         let lease_secs = file.node_lease_duration_seconds.unwrap_or(40);
         if lease_secs == 0 {
             return Err(Error::Flag {
@@ -303,6 +328,7 @@ impl Settings {
             cgroups_per_qos,
             cgroup_root,
             cgroup_driver_systemd,
+            userns_ids_per_pod,
         })
     }
 }
@@ -402,6 +428,42 @@ mod tests {
         assert!(e.contains("cgroupRoot") && e.contains("systemd"), "{e}");
         let e = with("cgroupsv2", None).unwrap_err().to_string();
         assert!(e.contains("cgroupDriver") && e.contains("cgroupsv2"), "{e}");
+    }
+
+    #[test]
+    fn ids_per_pod_are_whole_blocks() {
+        let (cfg, w) = parse(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nuserNamespaces: {idsPerPod: 131072}\n",
+        )
+        .unwrap();
+        assert!(w.is_empty());
+        let flags = Flags::parse_from_args(["berth-kubelet", "--hostname-override=n"]);
+        assert_eq!(
+            Settings::resolve(&flags, cfg).unwrap().userns_ids_per_pod,
+            131072
+        );
+        assert_eq!(
+            Settings::resolve(&flags, FileConfig::default())
+                .unwrap()
+                .userns_ids_per_pod,
+            65536
+        );
+        for bad in [0, 1000, -65536, 1 << 32] {
+            let cfg = FileConfig {
+                user_namespaces: Some(UserNamespacesConfig {
+                    ids_per_pod: Some(bad),
+                }),
+                ..Default::default()
+            };
+            let e = Settings::resolve(&flags, cfg).unwrap_err().to_string();
+            assert!(e.starts_with("userNamespaces.idsPerPod: "), "{e}");
+        }
+        assert!(parse(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nuserNamespaces: {idsPerPods: 1}\n"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("userNamespaces"));
     }
 
     #[test]

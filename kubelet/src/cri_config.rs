@@ -9,7 +9,8 @@ use k8s_cri::v1 as cri;
 
 use crate::pod::{Container, EnvValue, Pod, PodField, Protocol, QosClass};
 use crate::runtime_pod::*;
-use crate::security::{Effective, Profile, SeLinux};
+use crate::security::{Effective, ProcMount, Profile, SeLinux};
+use crate::userns::Mapping;
 use crate::volume::ObjectKind;
 
 /// What the pod's containers are made with, besides the pod.
@@ -29,6 +30,68 @@ pub struct Context<'a> {
     pub seccomp_root: PathBuf,
     /// The pod's cgroup (`pod_cgroups`), the sandbox's cgroup parent.
     pub cgroup_parent: Option<String>,
+    /// The pod's own user namespace (`hostUsers: false`); None: the host's.
+    pub userns: Option<Mapping>,
+}
+
+/// upstream's masked and read-only paths (pkg/securitycontext), sent for
+/// procMount Default as upstream sends them: containerd masks only what
+/// it is sent (berthd masks the same list when sent none).
+pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The masked and read-only paths of a procMount: upstream's defaults, or
+/// none for Unmasked.
+fn proc_paths(p: ProcMount) -> (Vec<String>, Vec<String>) {
+    fn owned(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+    match p {
+        ProcMount::Default => (owned(&DEFAULT_MASKED_PATHS), owned(&DEFAULT_READONLY_PATHS)),
+        ProcMount::Unmasked => (Vec::new(), Vec::new()),
+    }
+}
+
+/// The user namespace the sandbox and every container get, as upstream
+/// sends it for every pod: the pod's own (POD, one mapping from container
+/// id 0, the same for uids and gids) or the host's (NODE).
+fn userns_options(m: Option<Mapping>) -> cri::UserNamespace {
+    match m {
+        None => cri::UserNamespace {
+            mode: cri::NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+        Some(m) => {
+            let ids = vec![cri::IdMapping {
+                host_id: m.host_id,
+                container_id: 0,
+                length: m.length,
+            }];
+            cri::UserNamespace {
+                mode: cri::NamespaceMode::Pod as i32,
+                uids: ids.clone(),
+                gids: ids,
+            }
+        }
+    }
 }
 
 fn profile(p: Option<&Profile>, seccomp_root: Option<&Path>) -> Option<cri::SecurityProfile> {
@@ -169,6 +232,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &Context) -> cri::PodSandbox
                     network: ns_mode(pod.host_network),
                     pid,
                     ipc: ns_mode(pod.host_ipc),
+                    userns_options: Some(userns_options(ctx.userns)),
                     ..Default::default()
                 }),
                 selinux_options: selinux(sec.common.selinux.as_ref()),
@@ -372,6 +436,7 @@ pub fn container_config(
             cri::NamespaceMode::Pod as i32
         }
     };
+    let (masked_paths, readonly_paths) = proc_paths(e.container.proc_mount);
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: c.name.clone(),
@@ -403,6 +468,7 @@ pub fn container_config(
                     network: ns(pod.host_network),
                     pid,
                     ipc: ns(pod.host_ipc),
+                    userns_options: Some(userns_options(ctx.userns)),
                     ..Default::default()
                 }),
                 capabilities: (!e.container.add_caps.is_empty()
@@ -422,6 +488,8 @@ pub fn container_config(
                 no_new_privs: e.no_new_privs(),
                 seccomp: seccomp(e.common.seccomp.as_ref(), &ctx.seccomp_root),
                 apparmor: profile(e.common.apparmor.as_ref(), None),
+                masked_paths,
+                readonly_paths,
                 ..Default::default()
             }),
         }),
@@ -445,7 +513,91 @@ mod tests {
             service_env: Vec::new(),
             seccomp_root: PathBuf::from("/var/lib/kubelet/seccomp"),
             cgroup_parent: None,
+            userns: None,
         }
+    }
+
+    fn ns_of_sandbox(s: &cri::PodSandboxConfig) -> cri::NamespaceOption {
+        s.linux
+            .clone()
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap()
+    }
+
+    fn sec_of(c: &cri::ContainerConfig) -> cri::LinuxContainerSecurityContext {
+        c.linux.clone().unwrap().security_context.unwrap()
+    }
+
+    #[test]
+    fn a_user_namespace_goes_to_the_sandbox_and_every_container() {
+        let p = pod(
+            "hostUsers: false,",
+            "{name: a, image: b}, {name: c, image: d}",
+        );
+        let mut x = ctx();
+        x.userns = Some(Mapping {
+            host_id: 196608,
+            length: 65536,
+        });
+        let want = cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: vec![cri::IdMapping {
+                host_id: 196608,
+                container_id: 0,
+                length: 65536,
+            }],
+            gids: vec![cri::IdMapping {
+                host_id: 196608,
+                container_id: 0,
+                length: 65536,
+            }],
+        };
+        let s = sandbox_config(&p, 0, &x);
+        assert_eq!(ns_of_sandbox(&s).userns_options.as_ref(), Some(&want));
+        for c in &p.containers {
+            let cc = container_config(&p, c, 0, &x, Vec::new());
+            assert_eq!(
+                sec_of(&cc).namespace_options.unwrap().userns_options,
+                Some(want.clone()),
+                "{}",
+                c.name
+            );
+        }
+        // Without one: the node's, as upstream says it.
+        let p = pod("", "{name: a, image: b}");
+        let s = sandbox_config(&p, 0, &ctx());
+        let u = ns_of_sandbox(&s).userns_options.unwrap();
+        assert_eq!(u.mode, cri::NamespaceMode::Node as i32);
+        assert!(u.uids.is_empty() && u.gids.is_empty());
+    }
+
+    #[test]
+    fn proc_mount_sets_the_masked_and_readonly_paths() {
+        let p = pod(
+            "",
+            "{name: d, image: b}, {name: u, image: b, securityContext: {procMount: Unmasked}}",
+        );
+        let d = sec_of(&container_config(
+            &p,
+            &p.containers[0],
+            0,
+            &ctx(),
+            Vec::new(),
+        ));
+        assert_eq!(d.masked_paths, DEFAULT_MASKED_PATHS);
+        assert!(d.masked_paths.iter().any(|m| m == "/proc/kcore"));
+        assert_eq!(d.readonly_paths, DEFAULT_READONLY_PATHS);
+        let u = sec_of(&container_config(
+            &p,
+            &p.containers[1],
+            0,
+            &ctx(),
+            Vec::new(),
+        ));
+        assert!(u.masked_paths.is_empty() && u.readonly_paths.is_empty());
     }
 
     #[test]

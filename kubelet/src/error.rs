@@ -22,6 +22,9 @@ pub enum Error {
         code: tonic::Code,
         message: String,
     },
+    /// The node's pod user namespace setup (id ranges, recorded blocks).
+    #[error("pod user namespaces: {0}")]
+    UserNamespaces(String),
     #[error("API server: {what}: {message}")]
     Api { what: String, message: String },
     #[error("{path}: {source}")]

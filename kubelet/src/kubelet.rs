@@ -50,6 +50,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     };
     let pods_dir = settings.root_dir.join("pods");
     std::fs::create_dir_all(&pods_dir).map_err(|e| Error::io(&pods_dir, e))?;
+    // Before any worker: the blocks running pods hold are known first.
+    let userns = crate::userns::UserNamespaces::load(
+        &pods_dir,
+        settings.userns_ids_per_pod,
+        settings.max_pods,
+    )?;
     let host_resolv = match &settings.dns.resolv_conf {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => parse_resolv_conf(&t),
@@ -106,6 +112,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         events: api.as_ref().map(|_| events_tx.clone()),
         services: services.as_ref().map(|(store, _)| store.clone()),
         pod_cgroups: pod_cgroups(&settings),
+        userns,
         settings,
     });
 
@@ -210,6 +217,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                         tracing::info!(pod_uid = %uid, "the runtime has a pod no source wants: terminating it");
                         workers.insert(uid.clone(), pod_worker::spawn(shared.clone(), uid.clone(), Desired::Terminate(grace), done_tx.clone()));
                     }
+                    // Blocks of pods nobody has any more (a removal cut
+                    // short before its folder went).
+                    shared.userns.release_unknown(|u| workers.contains_key(u) || desired.contains_key(u) || deleting.contains_key(u) || relist.present.contains(u));
                 }
                 false
             }

@@ -29,6 +29,7 @@ pub mod security;
 pub mod service_env;
 pub mod static_pods;
 pub mod status;
+pub mod userns;
 pub mod volume;
 pub mod volume_manager;
 

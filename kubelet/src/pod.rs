@@ -156,6 +156,9 @@ pub struct Pod {
     pub host_network: bool,
     pub host_pid: bool,
     pub host_ipc: bool,
+    /// `spec.hostUsers` (default true); false: the pod gets a user
+    /// namespace of its own (`userns.rs`).
+    pub host_users: bool,
     pub share_process_namespace: bool,
     pub hostname: String,
     pub service_account_name: String,
@@ -393,6 +396,7 @@ impl Pod {
             host_network: spec.host_network.unwrap_or(false),
             host_pid: spec.host_pid.unwrap_or(false),
             host_ipc: spec.host_ipc.unwrap_or(false),
+            host_users: spec.host_users.unwrap_or(true),
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
             hostname,
             service_account_name: spec.service_account_name.clone().unwrap_or_default(),

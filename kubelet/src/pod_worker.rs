@@ -46,6 +46,8 @@ pub struct Shared {
     pub pod_cgroups: Option<crate::pod_cgroups::PodCgroups>,
     /// API server mode: every Service, for the service variables.
     pub services: Option<kube::runtime::reflector::Store<api::Service>>,
+    /// The pods' user namespaces (`hostUsers: false`).
+    pub userns: crate::userns::UserNamespaces,
 }
 
 impl Shared {
@@ -241,7 +243,29 @@ impl Worker {
                 .pod_cgroups
                 .as_ref()
                 .map(|pc| pc.pod_parent(pod.qos, &pod.uid)),
+            userns: (!pod.host_users).then(|| s.userns.get(&pod.uid)).flatten(),
         }
+    }
+
+    /// The pod's own user namespace before its sandbox or containers are
+    /// made (None: it uses the host's), allocated on first use. Refused,
+    /// with why, when the spec asks for host namespaces with it, the
+    /// runtime cannot make one (checked for a new sandbox) or no block of
+    /// ids is left.
+    async fn user_namespace(
+        &self,
+        pod: &Pod,
+        new_sandbox: bool,
+    ) -> std::result::Result<Option<crate::userns::Mapping>, String> {
+        if pod.host_users {
+            return Ok(None);
+        }
+        crate::userns::check_spec(pod.host_network, pod.host_pid, pod.host_ipc)?;
+        if new_sandbox {
+            let status = self.shared.cri.status().await.map_err(|e| e.to_string())?;
+            crate::userns::check_runtime(&status.runtime_handlers)?;
+        }
+        self.shared.userns.get_or_create(&pod.uid).map(Some)
     }
 
     /// One sync: returns when to sync again at the latest.
@@ -305,6 +329,30 @@ impl Worker {
                     );
                 }
             }
+        }
+        if (plan.create_sandbox.is_some() || !plan.start.is_empty())
+            && let Err(e) = self
+                .user_namespace(pod, plan.create_sandbox.is_some())
+                .await
+        {
+            // As upstream's createPodSandbox failures: an event, and the
+            // containers wait in ContainerCreating.
+            let message = format!("Failed to create pod sandbox: {e}");
+            tracing::warn!(pod = %pod.full_name(), "FailedCreatePodSandBox: {message}");
+            self.event(pod, None, true, "FailedCreatePodSandBox", message.clone());
+            for c in pod.all_containers() {
+                self.problems.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: message.clone(),
+                    },
+                );
+            }
+            plan.create_sandbox = None;
+            plan.start.clear();
+            wake_in =
+                Some(wake_in.map_or(Duration::from_secs(10), |w| w.min(Duration::from_secs(10))));
         }
         let acted = plan.create_sandbox.is_some()
             || !plan.kill.is_empty()
@@ -847,6 +895,8 @@ impl Worker {
             cri.stop_pod_sandbox(&s.id).await?;
             cri.remove_pod_sandbox(&s.id).await?;
         }
+        // Nothing of the pod runs: its ids may go to another pod.
+        self.shared.userns.release(&self.uid);
         if let Some(pc) = &self.shared.pod_cgroups
             && let Err(e) = pc.remove_pod(&self.uid)
         {

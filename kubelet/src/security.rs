@@ -2,7 +2,8 @@
 //! once with the pod, merged the way upstream's kubelet merges them (the
 //! container's runAsUser, runAsGroup, runAsNonRoot, seLinuxOptions,
 //! seccompProfile and appArmorProfile win over the pod's), and the
-//! runAsNonRoot check against the image's user.
+//! runAsNonRoot check against the image's user (the user inside the pod's
+//! user namespace, where it has one, as upstream checks it).
 
 use k8s_openapi::api::core::v1 as api;
 
@@ -48,6 +49,28 @@ impl Common {
     }
 }
 
+/// `fsGroupChangePolicy`: when the kubelet walks a volume to give it to
+/// fsGroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FsGroupChangePolicy {
+    /// Every time the volume is set up (upstream's default).
+    #[default]
+    Always,
+    /// Only when the volume's root lacks fsGroup or its permission bits.
+    OnRootMismatch,
+}
+
+/// `procMount`: what of /proc the runtime masks or makes read-only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProcMount {
+    /// upstream's default masked and read-only paths.
+    #[default]
+    Default,
+    /// Nothing masked, nothing read-only (meant for pods with their own
+    /// user namespace, which the API server enforces).
+    Unmasked,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodSecurity {
     pub common: Common,
@@ -56,6 +79,7 @@ pub struct PodSecurity {
     pub strict_groups: bool,
     /// Group of the volumes the kubelet makes, and a supplemental group.
     pub fs_group: Option<i64>,
+    pub fs_group_change_policy: FsGroupChangePolicy,
     pub sysctls: Vec<(String, String)>,
 }
 
@@ -67,6 +91,7 @@ pub struct ContainerSecurity {
     pub drop_caps: Vec<String>,
     pub readonly_rootfs: bool,
     pub allow_privilege_escalation: Option<bool>,
+    pub proc_mount: ProcMount,
 }
 
 /// A container's effective context.
@@ -203,8 +228,16 @@ impl PodSecurity {
             }
             sysctls.push((s.name.clone(), s.value.clone()));
         }
+        let fs_group_change_policy = match sc.fs_group_change_policy.as_deref() {
+            None | Some("Always") => FsGroupChangePolicy::Always,
+            Some("OnRootMismatch") => FsGroupChangePolicy::OnRootMismatch,
+            Some(p) => {
+                return Err(format!(
+                    "{at}.fsGroupChangePolicy: {p:?} is not Always or OnRootMismatch"
+                ));
+            }
+        };
         for (field, set) in [
-            ("fsGroupChangePolicy", sc.fs_group_change_policy.is_some()),
             ("seLinuxChangePolicy", sc.se_linux_change_policy.is_some()),
             ("windowsOptions", sc.windows_options.is_some()),
         ] {
@@ -225,6 +258,7 @@ impl PodSecurity {
             supplemental_groups: sc.supplemental_groups.clone().unwrap_or_default(),
             strict_groups,
             fs_group: sc.fs_group,
+            fs_group_change_policy,
             sysctls,
         })
     }
@@ -247,9 +281,13 @@ impl ContainerSecurity {
                 "{at}: cannot set allowPrivilegeEscalation to false and privileged to true"
             ));
         }
-        if sc.proc_mount.as_deref().is_some_and(|m| m != "Default") {
-            warn(format!("{at}.procMount"));
-        }
+        let proc_mount = match sc.proc_mount.as_deref() {
+            None | Some("Default") => ProcMount::Default,
+            Some("Unmasked") => ProcMount::Unmasked,
+            Some(m) => {
+                return Err(format!("{at}.procMount: {m:?} is not Default or Unmasked"));
+            }
+        };
         if sc.windows_options.is_some() {
             warn(format!("{at}.windowsOptions"));
         }
@@ -269,6 +307,7 @@ impl ContainerSecurity {
             drop_caps: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
             readonly_rootfs: sc.read_only_root_filesystem == Some(true),
             allow_privilege_escalation: sc.allow_privilege_escalation,
+            proc_mount,
         })
     }
 }
@@ -370,6 +409,55 @@ mod tests {
             e.starts_with("spec.containers[0].securityContext: cannot set"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn fs_group_change_policy_and_proc_mount() {
+        let p = |y: &str| PodSecurity::from_api(Some(&pod_sc(y)), &mut |_| {});
+        assert_eq!(
+            p("{fsGroup: 1}").unwrap().fs_group_change_policy,
+            FsGroupChangePolicy::Always
+        );
+        assert_eq!(
+            p("{fsGroupChangePolicy: Always}")
+                .unwrap()
+                .fs_group_change_policy,
+            FsGroupChangePolicy::Always
+        );
+        assert_eq!(
+            p("{fsGroupChangePolicy: OnRootMismatch}")
+                .unwrap()
+                .fs_group_change_policy,
+            FsGroupChangePolicy::OnRootMismatch
+        );
+        assert_eq!(
+            p("{fsGroupChangePolicy: Sometimes}").unwrap_err(),
+            "spec.securityContext.fsGroupChangePolicy: \"Sometimes\" is not Always or OnRootMismatch"
+        );
+        let c = |y: &str| {
+            ContainerSecurity::from_api(Some(&ctr_sc(y)), "spec.containers[1]", &mut |_| {})
+        };
+        assert_eq!(c("{}").unwrap().proc_mount, ProcMount::Default);
+        assert_eq!(
+            c("{procMount: Default}").unwrap().proc_mount,
+            ProcMount::Default
+        );
+        assert_eq!(
+            c("{procMount: Unmasked}").unwrap().proc_mount,
+            ProcMount::Unmasked
+        );
+        assert_eq!(
+            c("{procMount: Masked}").unwrap_err(),
+            "spec.containers[1].securityContext.procMount: \"Masked\" is not Default or Unmasked"
+        );
+        // seLinuxChangePolicy stays a warning (no SELinux here).
+        let mut w = Vec::new();
+        PodSecurity::from_api(
+            Some(&pod_sc("{seLinuxChangePolicy: Recursive}")),
+            &mut |f| w.push(f),
+        )
+        .unwrap();
+        assert_eq!(w, ["spec.securityContext.seLinuxChangePolicy"]);
     }
 
     #[test]

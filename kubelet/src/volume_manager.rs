@@ -27,6 +27,7 @@ use nix::sys::stat::Mode;
 
 use crate::cri_config::EnvObjects;
 use crate::pod::{Container, Pod};
+use crate::security::FsGroupChangePolicy;
 use crate::volume::{
     FileSource, HostPathType, Item, Mount, ObjectKind, Projection, Propagation, Source, Volume,
 };
@@ -103,8 +104,15 @@ impl VolumeManager {
                         let size = size_limit.unwrap_or(self.memory_capacity);
                         ensure_tmpfs(&dir, Some(size), 0o777).map_err(err)?;
                     }
+                    // Given to fsGroup at every sync (upstream: once, at
+                    // setup); OnRootMismatch spares the walk once the
+                    // root is right. The files volumes below are always
+                    // walked, as upstream walks them whatever the policy.
                     if let Some(g) = pod.security.fs_group {
-                        set_ownership(&dir, g, false).map_err(err)?;
+                        let policy = pod.security.fs_group_change_policy;
+                        if policy == FsGroupChangePolicy::Always || !root_owned(&dir, g, false) {
+                            set_ownership(&dir, g, false).map_err(err)?;
+                        }
                     }
                     dir
                 }
@@ -861,6 +869,19 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// fsGroupChangePolicy OnRootMismatch: whether the volume's root already
+/// is what `set_ownership` makes it (upstream's requiresPermissionChange):
+/// a folder of group `gid`, setgid, with the group's read, write (unless
+/// `readonly`) and search bits. Anything unreadable counts as a mismatch.
+fn root_owned(dir: &Path, gid: i64, readonly: bool) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(dir) else {
+        return false;
+    };
+    let want = (if readonly { 0o440 } else { 0o660 }) | 0o110;
+    md.is_dir() && i64::from(md.gid()) == gid && md.mode() & want == want && md.mode() & 0o2000 != 0
+}
+
 /// fsGroup: everything under `dir` belongs to group `gid`, group-readable
 /// (and writable unless `readonly`), folders setgid so new files inherit
 /// the group, as upstream's SetVolumeOwnership. Symlinks (the `..data`
@@ -899,6 +920,35 @@ mod tests {
             .iter()
             .map(|(k, v, m)| (k.to_string(), (v.as_bytes().to_vec(), *m)))
             .collect()
+    }
+
+    #[test]
+    fn on_root_mismatch_looks_at_the_root_only() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("v");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("f"), "x").unwrap();
+        let gid = i64::from(nix::unistd::getegid().as_raw());
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!root_owned(&root, gid, false), "no setgid, no group write");
+        set_ownership(&root, gid, false).unwrap();
+        assert_eq!(
+            std::fs::metadata(&root).unwrap().mode() & 0o7777,
+            0o2775,
+            "setgid and group rw"
+        );
+        assert!(root_owned(&root, gid, false));
+        assert!(root_owned(&root, gid, true));
+        assert!(!root_owned(&root, gid + 1, false), "another group");
+        assert!(!root_owned(&root.join("f"), gid, false), "not a folder");
+        assert!(!root_owned(&d.path().join("nothing"), gid, false));
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o2755)).unwrap();
+        assert!(!root_owned(&root, gid, false), "group write missing");
+        assert!(
+            root_owned(&root, gid, true),
+            "read-only volumes need no write"
+        );
     }
 
     #[test]

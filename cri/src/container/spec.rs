@@ -549,7 +549,15 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
         }),
         ..Default::default()
     };
-    let (masked, readonly) = if sec.privileged {
+    // Both lists empty in a pod user namespace: the kubelet's procMount
+    // Unmasked (it sends its defaults otherwise, and the API allows
+    // Unmasked only with hostUsers: false), which containerd and CRI-O read
+    // as nothing masked. Elsewhere an empty list gets berthd's defaults, so
+    // a client that sends none (crictl) still gets a masked /proc.
+    let unmasked = input.sandbox.userns.is_some()
+        && sec.masked_paths.is_none()
+        && sec.readonly_paths.is_none();
+    let (masked, readonly) = if sec.privileged || unmasked {
         (Vec::new(), Vec::new())
     } else {
         let or_default = |v: &Option<Vec<String>>, d: &[&str]| {
@@ -789,5 +797,16 @@ mod tests {
         assert!(kinds.contains(&("pid", None)));
         assert_eq!(linux.masked_paths.len(), DEFAULT_MASKED.len());
         assert_eq!(spec.process.unwrap().cwd, "/work");
+        // In a pod user namespace, no lists at all is procMount Unmasked.
+        let mut in_userns = sb.clone();
+        in_userns.userns = Some("/run/x/user".into());
+        let linux = build(&Input {
+            sandbox: &in_userns,
+            ..input
+        })
+        .unwrap()
+        .linux
+        .unwrap();
+        assert!(linux.masked_paths.is_empty() && linux.readonly_paths.is_empty());
     }
 }
