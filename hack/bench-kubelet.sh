@@ -18,6 +18,8 @@
 # issue 7's targets (p50 <= 1/2, batch faster, RSS at B pods <= 1/3).
 #
 #   sudo hack/bench-kubelet.sh [--pods N] [--batch B]   (defaults 30, 100)
+#   BENCH_KEEP_LOGS=1 keeps each kubelet's and berthd's log under
+#   _output/bench-kubelet/<run>/ (BERTH_LOG=berth_kubelet=debug for detail)
 #
 # The control plane is the test bed's (hack/testbed/controlplane.sh): started
 # here when it does not run, and stopped at exit only then. Pods run busybox
@@ -84,6 +86,12 @@ cleanup() {
         "${K[@]}" -n kube-node-lease delete lease "$n" --ignore-not-found >/dev/null 2>&1
     done
     for w in "${WORKS[@]}"; do
+        # BENCH_KEEP_LOGS=1: the kubelets' and berthds' logs survive the run.
+        if [ -n "${BENCH_KEEP_LOGS:-}" ]; then
+            mkdir -p "$OUT/bench-kubelet/$RUNID/${w##*/}"
+            cp "$w"/*.log "$OUT/bench-kubelet/$RUNID/${w##*/}/" 2>/dev/null
+            log "logs kept in $OUT/bench-kubelet/$RUNID/${w##*/}/"
+        fi
         ip link del "$(cat "$w/bridge")" 2>/dev/null
         grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
         rm -rf "$w"
