@@ -118,32 +118,42 @@ impl RuntimePod {
     /// status call per container (exit codes and times), the current
     /// sandbox's IP.
     pub async fn fetch(cri: &Cri, uid: &str) -> Result<RuntimePod> {
-        let selector = [(POD_UID.to_owned(), uid.to_owned())].into_iter().collect();
-        let sandboxes = cri
-            .list_pod_sandbox(Some(cri::PodSandboxFilter {
-                label_selector: selector,
+        // The two lists, then every status, each set at once: this runs
+        // twice in every sync that starts something, on the pod's path to
+        // Running.
+        let selector = || [(POD_UID.to_owned(), uid.to_owned())].into_iter().collect();
+        let (sandboxes, list) = tokio::try_join!(
+            cri.list_pod_sandbox(Some(cri::PodSandboxFilter {
+                label_selector: selector(),
                 ..Default::default()
-            }))
-            .await?;
-        let selector = [(POD_UID.to_owned(), uid.to_owned())].into_iter().collect();
-        let list = cri
-            .list_containers(Some(cri::ContainerFilter {
-                label_selector: selector,
+            })),
+            cri.list_containers(Some(cri::ContainerFilter {
+                label_selector: selector(),
                 ..Default::default()
-            }))
-            .await?;
+            })),
+        )?;
         let mut sbs: Vec<RuntimeSandbox> = sandboxes.iter().map(sandbox_from).collect();
         sbs.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-        if let Some(s) = sbs.first_mut().filter(|s| s.ready) {
-            match cri.pod_sandbox_status(&s.id).await {
+        let ready = sbs.first().filter(|s| s.ready).map(|s| s.id.clone());
+        let sandbox_status = async {
+            match &ready {
+                Some(id) => Some(cri.pod_sandbox_status(id).await),
+                None => None,
+            }
+        };
+        let statuses =
+            futures_util::future::join_all(list.iter().map(|c| cri.container_status(&c.id)));
+        let (sandbox_status, statuses) = tokio::join!(sandbox_status, statuses);
+        if let (Some(s), Some(st)) = (sbs.first_mut(), sandbox_status) {
+            match st {
                 Ok(st) => s.ip = st.network.map(|n| n.ip).filter(|ip| !ip.is_empty()),
                 Err(e) if e.cri_code() == Some(tonic::Code::NotFound) => s.ready = false,
                 Err(e) => return Err(e),
             }
         }
         let mut containers = Vec::with_capacity(list.len());
-        for c in &list {
-            match cri.container_status(&c.id).await {
+        for (c, st) in list.iter().zip(statuses) {
+            match st {
                 Ok(st) => containers.push(container_from(c, Some(&st))),
                 // Removed between the list and the status call.
                 Err(e) if e.cri_code() == Some(tonic::Code::NotFound) => {}
