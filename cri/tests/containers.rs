@@ -1094,18 +1094,28 @@ fn walk_dirs(dir: &std::path::Path, depth: u32) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[tokio::test]
-async fn a_container_over_its_memory_limit_is_oom_killed() {
-    let (_b, mut rt, p, pod_id) = busybox_pod(22, "oom").await;
-    // tail keeps the "line" of /dev/zero in memory, which has no newline.
+/// A container that keeps /dev/zero's one "line" in memory (tail) under a
+/// 32 MiB limit, started and waited for: (its id, its exited status).
+async fn run_memory_hog(
+    rt: &mut Rt,
+    pod_id: &str,
+    p: &cri::PodSandboxConfig,
+) -> (String, cri::ContainerStatus) {
     let mut c = container("hog", "tail /dev/zero");
     c.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
         memory_limit_in_bytes: 32 << 20,
         ..Default::default()
     });
-    let id = create(&mut rt, &pod_id, &p, c).await.unwrap();
-    start(&mut rt, &id).await;
-    let st = wait_exited(&mut rt, &id).await;
+    let id = create(rt, pod_id, p, c).await.unwrap();
+    start(rt, &id).await;
+    let st = wait_exited(rt, &id).await;
+    (id, st)
+}
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let (_b, mut rt, p, pod_id) = busybox_pod(22, "oom").await;
+    let (_, st) = run_memory_hog(&mut rt, &pod_id, &p).await;
     assert_eq!(
         (st.exit_code, st.reason.as_str()),
         (137, "OOMKilled"),
@@ -1132,14 +1142,7 @@ async fn under_the_systemd_driver_an_oom_kill_is_still_reported() {
         &b.dir.path().join("logs"),
     );
     let pod_id = run_pod(&mut rt, &p).await;
-    let mut c = container("hog", "tail /dev/zero");
-    c.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
-        memory_limit_in_bytes: 32 << 20,
-        ..Default::default()
-    });
-    let id = create(&mut rt, &pod_id, &p, c).await.unwrap();
-    start(&mut rt, &id).await;
-    let st = wait_exited(&mut rt, &id).await;
+    let (id, st) = run_memory_hog(&mut rt, &pod_id, &p).await;
     // systemd stops the emptied scope and removes its cgroup: what the
     // status says cannot have come from the cgroup's counters.
     let unit = format!("cri-berth-{id}.scope");

@@ -275,20 +275,19 @@ impl Shim {
         listener: &UnixListener,
         sigfd: &SignalFd,
     ) -> std::io::Result<Vec<(Source, PollFlags)>> {
-        let mut fds = vec![
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-        ];
-        let mut srcs = vec![Source::Listener, Source::Signal];
+        let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        let mut srcs = vec![Source::Listener];
         // OOM notifications before SIGCHLD: a kill is recorded from the
         // notification before the exit it causes is, while the cgroup is
         // still there to read.
         for (id, e) in &self.entries {
             if let Some(w) = &e.oom {
-                fds.insert(1, PollFd::new(w.fd(), PollFlags::POLLIN));
-                srcs.insert(1, Source::Oom(id.clone()));
+                fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+                srcs.push(Source::Oom(id.clone()));
             }
         }
+        fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+        srcs.push(Source::Signal);
         for (t, c) in &self.conns {
             let mut flags = PollFlags::empty();
             let reading = match &c.mode {

@@ -19,7 +19,6 @@
 //! OCI runtime and either cgroup driver.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -116,8 +115,7 @@ impl OomWatch {
     /// no kill seen.
     pub(super) fn check(&self) -> bool {
         let mut buf = [0u8; 4096];
-        let mut f = File::from(self.fd.try_clone().expect("dup of a live fd"));
-        while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+        while matches!(rustix::io::read(&self.fd, &mut buf), Ok(n) if n > 0) {}
         read_count(&self.counter).is_some_and(|n| n > self.baseline)
     }
 }
