@@ -202,13 +202,13 @@ if [ -x "$(lean_runc_path)" ]; then
 fi
 write_mirrors "$WORK/certs.d"
 # The same plugin chain as the test bed's containerd (bridge with masquerade
-# and hairpin, portmap; loopback, which containerd runs on its own).
+# and hairpin, portmap). Neither lists loopback: containerd runs that plugin
+# on its own, berthd brings lo up itself when it makes the namespace.
 cat >"$WORK/net.d/10-bench.conflist" <<JSON
 {"cniVersion":"1.0.0","name":"$CNI_NAME","plugins":[
  {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":true,"hairpinMode":true,
   "ipam":{"type":"host-local","ranges":[[{"subnet":"$SUBNET.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":"$WORK/ipam"}},
- {"type":"portmap","capabilities":{"portMappings":true}},
- {"type":"loopback"}]}
+ {"type":"portmap","capabilities":{"portMappings":true}}]}
 JSON
 cat >"$WORK/berthd.toml" <<TOML
 socket = "$BSOCK"

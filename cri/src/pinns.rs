@@ -114,6 +114,15 @@ impl PinnedNs {
             if let (NsKind::Uts, Some(h)) = (kind, &hostname) {
                 nix::unistd::sethostname(h).map_err(|e| sys("sethostname", e))?;
             }
+            if kind == NsKind::Net {
+                // Up from the start, as containerd's and CRI-O's pods
+                // have it: no `loopback` plugin run needed.
+                berth_runtime::sys::loopback_up().map_err(|e| NetnsError::Io {
+                    path: target.clone(),
+                    op: "bring lo up",
+                    source: e,
+                })?;
+            }
             let source = format!("/proc/thread-self/ns/{}", kind.as_str());
             mount(
                 Some(source.as_str()),
@@ -239,6 +248,9 @@ pub fn pin_userns(
         for k in kinds {
             let p = dir.join(format!("{name}-{}", k.as_str()));
             made.push((*k, bind(k.as_str(), &p)?));
+            if *k == NsKind::Net {
+                loopback_up_in(&p)?;
+            }
         }
         Ok(())
     })();
@@ -255,6 +267,31 @@ pub fn pin_userns(
                 .unwrap_or_else(|| io(&user_path, "pin", std::io::Error::other("not pinned"))))
         }
     }
+}
+
+/// Bring `lo` up in the pinned network namespace at `path`, from a thread
+/// of its own that joins it and ends right after.
+fn loopback_up_in(path: &Path) -> Result<(), NetnsError> {
+    let target = path.to_owned();
+    std::thread::spawn(move || {
+        let err = |op, source| NetnsError::Io {
+            path: target.clone(),
+            op,
+            source,
+        };
+        let ns = std::fs::File::open(&target).map_err(|e| err("open", e))?;
+        nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| err("join", std::io::Error::from(e)))?;
+        berth_runtime::sys::loopback_up().map_err(|e| err("bring lo up", e))
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(NetnsError::Io {
+            path: path.to_owned(),
+            op: "bring lo up",
+            source: std::io::Error::other("thread panicked"),
+        })
+    })
 }
 
 /// Make `dir` a shared mount point (binding it onto itself first if needed).

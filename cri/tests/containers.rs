@@ -1604,7 +1604,7 @@ async fn a_pod_user_namespace_maps_root_to_its_range() {
     ] {
         let mut c = container(
             name,
-            "cat /proc/self/uid_map /proc/self/gid_map; echo uid=$(id -u); ls /sys/class/net; echo owner=$(stat -c %u:%g /etc/passwd); mkdir /etc/made && echo rootfs=rw:$(stat -c %u /etc/made) || echo rootfs=ro; echo done; sleep 300",
+            "cat /proc/self/uid_map /proc/self/gid_map; echo uid=$(id -u); ls /sys/class/net; echo lo=$(cat /sys/class/net/lo/flags); echo owner=$(stat -c %u:%g /etc/passwd); mkdir /etc/made && echo rootfs=rw:$(stat -c %u /etc/made) || echo rootfs=ro; echo done; sleep 300",
         );
         match pid_mode {
             None => c.linux = None,
@@ -1631,6 +1631,8 @@ async fn a_pod_user_namespace_maps_root_to_its_range() {
             out.contains("eth0"),
             "{name}: sysfs shows no pod network: {out}"
         );
+        // lo is up (IFF_UP | IFF_LOOPBACK), with no `loopback` plugin.
+        assert!(out.contains("lo=0x9"), "{name}: lo is not up: {out}");
     }
 
     // Refused, each naming what is wrong, with no sandbox left.

@@ -101,6 +101,15 @@ async fn sandbox_lifecycle_with_network_and_namespaces() {
         )
         .contains(&ip)
     );
+    // lo is up, with no `loopback` plugin in the chain.
+    let lo = nsenter(
+        std::slice::from_ref(&net),
+        &["ip", "-o", "link", "show", "lo"],
+    );
+    assert!(
+        lo.contains(",UP,") || lo.contains(",UP>"),
+        "lo is not up: {lo}"
+    );
     let uts = format!("--uts={}", ns.join(format!("{id}-uts")).display());
     assert_eq!(nsenter(&[uts], &["hostname"]), "web-host");
     assert!(ns.join(format!("{id}-ipc")).exists());

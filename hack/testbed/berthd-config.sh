@@ -1,7 +1,8 @@
 # An isolated berthd's configuration, shared by the scripts that run one
 # (hack/up.sh, hack/crictl-berthd.sh, hack/critest-berthd.sh): everything
 # under one folder, its own CNI bridge network (bridge + host-local +
-# portmap + loopback, Debian's plugins), the test bed's registry mirrors.
+# portmap, Debian's plugins; berthd brings each pod's lo up itself), the
+# test bed's registry mirrors.
 # Sourced after hack/lib.sh and hack/testbed/mirrors.sh.
 
 # write_berthd_config DIR NAME BRIDGE SUBNET(a.b.c) MASQ(true|false)
@@ -16,8 +17,7 @@ write_berthd_config() {
 {"cniVersion":"1.0.0","name":"$name","plugins":[
  {"type":"bridge","bridge":"$bridge","isGateway":true,"ipMasq":$masq,
   "ipam":{"type":"host-local","ranges":[[{"subnet":"$subnet.0/24"}]],"dataDir":"$dir/ipam"}},
- {"type":"portmap","capabilities":{"portMappings":true}},
- {"type":"loopback"}]}
+ {"type":"portmap","capabilities":{"portMappings":true}}]}
 JSON
     cat >"$dir/berthd.toml" <<TOML
 socket = "$dir/berthd.sock"

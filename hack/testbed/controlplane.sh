@@ -5,7 +5,7 @@
 #   up [--full]  etcd + kube-apiserver; --full adds kube-controller-manager
 #                (cluster signer = the CA, so CSRs get signed) and kube-scheduler
 #   down         stop exactly what `up` started (pid files); data stays
-#   status       what runs, and the apiserver's /readyz
+#   status       what runs, and the apiserver's /readyz; exit 1 unless etcd and the apiserver run
 #   env          BERTH_KUBECONFIG, BERTH_APISERVER, ...
 #
 # Endpoints (all 127.0.0.1 only):
@@ -299,6 +299,9 @@ status() {
     if bg_running cp-kube-scheduler; then
         echo "controlplane: kube-scheduler /healthz: $(healthz $SCHED_PORT && echo ok || echo failing)"
     fi
+    # Exit status: 0 only when etcd and the API server run (callers start
+    # the control plane when it is not).
+    bg_running cp-etcd && bg_running cp-kube-apiserver
 }
 
 # kubeconfig-node NAME: a kubeconfig a kubelet of node NAME can use with the

@@ -1,6 +1,10 @@
-//! Durable records, one JSON file per object, each write atomic (temp file,
-//! fsync, rename, fsync of the folder): a crash leaves either the old record
-//! or the new one, never half of one. A record that cannot be read back is
+//! Records, one JSON file per object, each write atomic (temp file, rename):
+//! a crash leaves either the old record or the new one, never half of one.
+//! A durable store (`open`) also fsyncs the file before the rename and the
+//! folder after it, so the record survives a power loss; a volatile one
+//! (`open_volatile`, for state under the runtime's state folder, which a
+//! reboot empties together with the processes it describes, as berth-runc's
+//! own state) does not pay for that. A record that cannot be read back is
 //! reported with its path and skipped, never deleted.
 
 use std::marker::PhantomData;
@@ -26,12 +30,23 @@ pub enum StoreError {
 
 pub struct JsonStore<T> {
     dir: PathBuf,
+    durable: bool,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T: Serialize + DeserializeOwned> JsonStore<T> {
+    /// A store whose writes survive a power loss (fsyncs).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let dir = dir.into();
+        Self::open_with(dir.into(), true)
+    }
+
+    /// A store of state that a reboot makes moot (no fsyncs; each write is
+    /// still atomic).
+    pub fn open_volatile(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::open_with(dir.into(), false)
+    }
+
+    fn open_with(dir: PathBuf, durable: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
             path: dir.clone(),
             op: "create",
@@ -39,6 +54,7 @@ impl<T: Serialize + DeserializeOwned> JsonStore<T> {
         })?;
         Ok(JsonStore {
             dir,
+            durable,
             _t: PhantomData,
         })
     }
@@ -68,9 +84,20 @@ impl<T: Serialize + DeserializeOwned> JsonStore<T> {
             serde_json::to_vec(value).map_err(|e| io("encode", std::io::Error::other(e)))?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| io("create temp", e))?;
         f.write_all(&bytes).map_err(|e| io("write", e))?;
-        f.sync_all().map_err(|e| io("fsync", e))?;
+        if self.durable {
+            f.sync_all().map_err(|e| io("fsync", e))?;
+        }
+        drop(f);
         std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
-        sync_dir(&self.dir).map_err(|e| io("fsync folder", e))
+        self.sync_dir().map_err(|e| io("fsync folder", e))
+    }
+
+    fn sync_dir(&self) -> std::io::Result<()> {
+        if self.durable {
+            sync_dir(&self.dir)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn get(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -96,7 +123,7 @@ impl<T: Serialize + DeserializeOwned> JsonStore<T> {
     pub fn remove(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match std::fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir).map_err(|source| StoreError::Io {
+            Ok(()) => self.sync_dir().map_err(|source| StoreError::Io {
                 path,
                 op: "fsync folder",
                 source,
@@ -156,19 +183,30 @@ mod tests {
 
     #[test]
     fn put_get_remove_and_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        let s: JsonStore<Vec<u32>> = JsonStore::open(dir.path()).unwrap();
-        s.put("a1", &vec![1, 2]).unwrap();
-        s.put("a1", &vec![3]).unwrap();
-        s.put("b2", &vec![]).unwrap();
-        assert_eq!(s.get("a1").unwrap(), Some(vec![3]));
-        let s2: JsonStore<Vec<u32>> = JsonStore::open(dir.path()).unwrap();
-        let (all, bad) = s2.load_all();
-        assert!(bad.is_empty());
-        assert_eq!(all, vec![("a1".into(), vec![3]), ("b2".into(), vec![])]);
-        s2.remove("a1").unwrap();
-        s2.remove("a1").unwrap();
-        assert_eq!(s2.get("a1").unwrap(), None);
+        // Durable and volatile stores keep the same records; only fsyncs differ.
+        type Open = fn(&Path) -> Result<JsonStore<Vec<u32>>, StoreError>;
+        let opens: [Open; 2] = [|d| JsonStore::open(d), |d| JsonStore::open_volatile(d)];
+        for open in opens {
+            let dir = tempfile::tempdir().unwrap();
+            let s = open(dir.path()).unwrap();
+            s.put("a1", &vec![1, 2]).unwrap();
+            s.put("a1", &vec![3]).unwrap();
+            s.put("b2", &vec![]).unwrap();
+            assert_eq!(s.get("a1").unwrap(), Some(vec![3]));
+            let s2 = open(dir.path()).unwrap();
+            let (all, bad) = s2.load_all();
+            assert!(bad.is_empty());
+            assert_eq!(all, vec![("a1".into(), vec![3]), ("b2".into(), vec![])]);
+            s2.remove("a1").unwrap();
+            s2.remove("a1").unwrap();
+            assert_eq!(s2.get("a1").unwrap(), None);
+            // No temp file left behind.
+            let names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, vec![std::ffi::OsString::from("b2.json")]);
+        }
     }
 
     #[test]

@@ -41,8 +41,8 @@ impl Berthd {
                 {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
                  "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("{subnet_prefix}0/24")}]],
                           "dataDir": dir.path().join("ipam")}},
-                {"type": "portmap", "capabilities": {"portMappings": true}},
-                {"type": "loopback"}
+                // No `loopback`: berthd brings each pod's lo up itself.
+                {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         });
         std::fs::write(cni_dir.join("10-test.conflist"), conf.to_string()).unwrap();

@@ -219,8 +219,8 @@ impl Node {
                 {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
                  "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("10.204.{n}.0/24")}]],
                           "dataDir": dir.path().join("ipam")}},
-                {"type": "portmap", "capabilities": {"portMappings": true}},
-                {"type": "loopback"}
+                // No `loopback`: berthd brings each pod's lo up itself.
+                {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         });
         std::fs::write(net.join("10-test.conflist"), conf.to_string()).unwrap();

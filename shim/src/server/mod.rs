@@ -202,7 +202,8 @@ impl Shim {
     /// console sockets of tty containers are made next to it, where paths
     /// are short).
     pub fn open(dir: &Path, socket: &Path) -> Result<Self, crate::store::StoreError> {
-        let store: JsonStore<ContainerState> = JsonStore::open(dir.join("containers"))?;
+        // Under the state folder: gone at reboot with the containers.
+        let store: JsonStore<ContainerState> = JsonStore::open_volatile(dir.join("containers"))?;
         let (records, bad) = store.load_all();
         for e in bad {
             note!("skipping unreadable container record: {e}");
