@@ -11,7 +11,10 @@ watch delivers the status update with phase Running.
         --prefix P --label SET (--sequential N | --batch N)
 
 --sequential N: N pods one after another (each created once the one before
-runs); prints one latency in ms per line.
+runs); prints one line per pod: the latency in ms, and the ms from the start
+of its POST until the watch delivered the new pod (one API write seen
+through a watch: the hop a kubelet's pod watch and its status update each
+pay).
 --batch N: N pods created at once (back to back on the one connection);
 prints the ms from the first create until the last one runs.
 
@@ -88,12 +91,13 @@ class Api:
 
 
 class Watch(threading.Thread):
-    """Records when each pod of the namespace is first seen Running."""
+    """Records when each pod of the namespace is first seen, and first seen Running."""
 
     def __init__(self, api, ns, label):
         super().__init__(daemon=True)
         self.api, self.ns, self.label = api, ns, label
         self.running = {}
+        self.seen = {}
         self.cond = threading.Condition()
         self.error = None
         conn = api.conn()
@@ -121,8 +125,10 @@ class Watch(threading.Thread):
                 if ev.get("type") == "ERROR":
                     raise RuntimeError(f"watch: {obj.get('message')}")
                 name = obj.get("metadata", {}).get("name")
+                now = time.monotonic()
+                with self.cond:
+                    self.seen.setdefault(name, now)
                 if obj.get("status", {}).get("phase") == "Running":
-                    now = time.monotonic()
                     with self.cond:
                         if name not in self.running:
                             self.running[name] = now
@@ -199,7 +205,9 @@ def main():
             t0 = time.monotonic()
             create(name)
             t1 = watch.wait([name], a.timeout)
-            print(round((t1 - t0) * 1000), flush=True)
+            with watch.cond:
+                hop = watch.seen[name] - t0
+            print(round((t1 - t0) * 1000), round(hop * 1000, 1), flush=True)
     else:
         names = [f"{a.prefix}{i}" for i in range(1, a.batch + 1)]
         t0 = time.monotonic()

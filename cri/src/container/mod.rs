@@ -349,7 +349,9 @@ impl ContainerManager {
         };
         // Recorded first: a crash from here on leaves a record that status
         // reports and remove cleans up, never an orphan.
+        let t = std::time::Instant::now();
         self.store.put(&id, &c)?;
+        tracing::debug!(container_id = %id, took = ?t.elapsed(), "create: recorded");
         let result = self.prepare_and_create(&sb, &c, &image, runtime).await;
         let mut c = c;
         match result {
@@ -393,6 +395,12 @@ impl ContainerManager {
                 source,
             })?;
         }
+        // Each step's time, for BERTHD_LOG=berth_cri=debug.
+        let mut t = std::time::Instant::now();
+        let mut step = |what: &str| {
+            tracing::debug!(container_id = %c.id, took = ?t.elapsed(), "create: {what}");
+            t = std::time::Instant::now();
+        };
         // The lease keeps the image's snapshots through RemoveImage + GC for
         // as long as this container exists.
         self.images
@@ -402,6 +410,7 @@ impl ContainerManager {
                 what: format!("container {}: lease image {}", c.id, c.spec.image),
                 source: Box::new(e),
             })?;
+        step("leased");
         let lowerdirs = self.images.lowerdirs(image);
         let bundle = c.bundle.clone();
         // In a pod user namespace: the layers idmapped to the pod's range.
@@ -424,6 +433,7 @@ impl ContainerManager {
         .await
         .map_err(|e| Error::Aborted(format!("rootfs task: {e}")))?
         .map_err(|e| Error::Runtime(format!("container {}: {}", c.id, error_chain(&e))))?;
+        step("rootfs mounted");
         let user = user::resolve(
             &rootfs.rootfs,
             &image.config.run.user,
@@ -477,6 +487,7 @@ impl ContainerManager {
             path: cfg.clone(),
             source,
         })?;
+        step("spec written");
         let socket = Self::shim_socket(sb)?;
         shim_call(
             &socket,
@@ -491,6 +502,7 @@ impl ContainerManager {
             },
         )
         .await?;
+        step("runtime created");
         Ok(ProcessUser::new(user.uid, user.gid, &user.additional_gids))
     }
 

@@ -278,7 +278,9 @@ impl SandboxManager {
             );
         }
         // Record before attaching, so a crash mid-ADD is cleaned up later.
+        let t = std::time::Instant::now();
         self.store.put(&id, sb)?;
+        tracing::debug!(sandbox_id = %id, took = ?t.elapsed(), "run: recorded");
         // The network (CNI ADD: the bridge plugin's iptables calls make it
         // the slowest step) and the pod's monitor (and pause) need only the
         // pinned namespaces, not each other: both run at once, and the
@@ -286,10 +288,14 @@ impl SandboxManager {
         let snapshot = sb.clone();
         let network = async {
             snapshot.netns.as_ref()?;
-            Some(self.cni.add(&self.attachment(&snapshot)).await)
+            let t = std::time::Instant::now();
+            let r = self.cni.add(&self.attachment(&snapshot)).await;
+            tracing::debug!(sandbox_id = %id, took = ?t.elapsed(), "run: network added");
+            Some(r)
         };
         let socket = monitor::socket_path(&self.socket_dir, &id);
         let monitor = async {
+            let t = std::time::Instant::now();
             let shim = monitor::spawn(&self.shim_binary, &snapshot.files_dir.join("shim"), &socket)
                 .await
                 .map(|pid| ShimRef {
@@ -301,6 +307,7 @@ impl SandboxManager {
             } else {
                 None
             };
+            tracing::debug!(sandbox_id = %id, took = ?t.elapsed(), "run: monitor started");
             Ok::<_, Error>((shim, pause))
         };
         let (network, monitor) = tokio::join!(network, monitor);
@@ -330,7 +337,9 @@ impl SandboxManager {
             }
             None => {}
         }
+        let t = std::time::Instant::now();
         self.store.put(&id, sb)?;
+        tracing::debug!(sandbox_id = %id, took = ?t.elapsed(), "run: recorded again");
         if let Some(e) = first_error {
             return Err(e);
         }
