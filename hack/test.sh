@@ -108,7 +108,9 @@ fi
 eval "$(bash hack/testbed.sh env)"
 
 # --- tiers --------------------------------------------------------------------
-tier lint "rustfmt + clippy -D warnings" bash -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings'
+# The fuzz targets (their own workspace, built by cargo-fuzz on nightly)
+# are type-checked here on stable, so an API change cannot leave one broken.
+tier lint "rustfmt + clippy -D warnings + fuzz targets checked" bash -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings && cargo check --manifest-path fuzz/Cargo.toml --bins --target-dir target/fuzz-check'
 # --no-fail-fast: one failing test binary must not hide the others' results.
 tier unit "inline unit tests, no root needed" cargo test --release --no-fail-fast --workspace --lib --bins
 tier integration "real namespaces, registries, CNI (root)" cargo test --release --no-fail-fast --workspace --test '*'

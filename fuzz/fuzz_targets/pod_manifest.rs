@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
                 service_env: Vec::new(),
                 seccomp_root: std::path::PathBuf::from("/var/lib/kubelet/seccomp"),
                 cgroup_parent: Some("/kubepods/podx".into()),
+                userns: None,
             };
             let _ = berth_kubelet::pod_cgroups::PodLimits::of(&pod);
             let _ = berth_kubelet::cri_config::sandbox_config(&pod, 0, &ctx);

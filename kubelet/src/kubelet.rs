@@ -153,6 +153,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             cfg.name.clone(),
             api_tx,
             status_tx,
+            events_tx.clone(),
         ));
         tasks.spawn(crate::api::status::run(client.clone(), status_rx));
         tasks.spawn(crate::api::events::run(

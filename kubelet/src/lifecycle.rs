@@ -19,8 +19,16 @@ pub const MIN_GRACE_AFTER_PRE_STOP: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hook {
-    Exec { command: Vec<String> },
+    Exec {
+        command: Vec<String>,
+    },
     HttpGet(HttpGet),
+    /// An httpGet hook whose named port is not one of the container's:
+    /// it fails each time it runs, as upstream's.
+    HttpGetUnresolved {
+        path: String,
+        error: String,
+    },
     Sleep(Duration),
 }
 
@@ -74,11 +82,15 @@ fn hook(h: &api::LifecycleHandler, c: &api::Container, at: &str) -> Result<Hook,
                 }
                 Ok(Hook::Exec { command })
             } else if let Some(g) = &h.http_get {
-                Ok(Hook::HttpGet(crate::probe::http_get(
-                    g,
-                    c,
-                    &format!("{at}.httpGet"),
-                )?))
+                Ok(
+                    match crate::probe::http_get(g, c, &format!("{at}.httpGet"))? {
+                        Ok(get) => Hook::HttpGet(get),
+                        Err(error) => Hook::HttpGetUnresolved {
+                            path: g.path.clone().unwrap_or_default(),
+                            error,
+                        },
+                    },
+                )
             } else {
                 let s = h.sleep.as_ref().expect("one handler is set").seconds;
                 if s < 0 {
@@ -161,6 +173,10 @@ pub async fn run(
                 )
             })
         }
+        Hook::HttpGetUnresolved { path, error } => Err(format!(
+            "HTTP lifecycle hook ({path}) for Container {name:?} in Pod {:?} failed - error: {error}",
+            pod_ref(pod)
+        )),
         Hook::Sleep(d) => {
             tokio::time::sleep(*d).await;
             Ok(())
@@ -233,6 +249,19 @@ mod tests {
             Lifecycle::from_api(&c, "spec.containers[0]")
                 .unwrap_err()
                 .starts_with("spec.containers[0].lifecycle.postStart.tcpSocket")
+        );
+        // A named port the container lacks fails the hook when it runs.
+        let c = container(
+            "{name: a, image: b, lifecycle: {preStop: {httpGet: {path: /down, port: admin}}}}",
+        );
+        assert_eq!(
+            Lifecycle::from_api(&c, "spec.containers[0]")
+                .unwrap()
+                .pre_stop,
+            Some(Hook::HttpGetUnresolved {
+                path: "/down".into(),
+                error: "spec.containers[0].lifecycle.preStop.httpGet.port: named port \"admin\" is not a port of the container".into()
+            })
         );
         let c = container("{name: a, image: b, lifecycle: {postStart: {}}}");
         assert!(

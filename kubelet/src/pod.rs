@@ -837,9 +837,9 @@ mod tests {
         );
         assert_eq!(
             e(
-                "metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, ports: [{name: http, containerPort: 80}], livenessProbe: {httpGet: {port: web}}}]}\n"
+                "metadata: {name: p, uid: u}\nspec: {containers: [{name: a, image: b, livenessProbe: {httpGet: {port: 80, scheme: FTP}}}]}\n"
             ),
-            "pod default/p: spec.containers[0].livenessProbe.httpGet.port: named port \"web\" is not a port of the container"
+            "pod default/p: spec.containers[0].livenessProbe.httpGet.scheme: \"FTP\" is not HTTP or HTTPS"
         );
         assert!(e("metadata: {name: p, uid: u}\nspec: {initContainers: [{name: i, image: b, readinessProbe: {tcpSocket: {port: 80}}}], containers: [{name: a, image: b}]}\n")
             .contains("spec.initContainers[0].readinessProbe: may not be set for init containers"));

@@ -463,6 +463,10 @@ impl Worker {
                             "PostStartHookError" => ("", String::new()),
                             "ImagePullBackOff" => ("BackOff", waiting.message.clone()),
                             "ErrImageNeverPull" => ("ErrImageNeverPull", waiting.message.clone()),
+                            // Their own events are out already.
+                            r @ ("InvalidImageName" | "ImageInspectError" | "ErrImagePull") => {
+                                ("Failed", format!("Error: {r}"))
+                            }
                             _ => ("Failed", format!("Error: {}", waiting.message)),
                         };
                         if !reason.is_empty() {
@@ -505,19 +509,26 @@ impl Worker {
             reason: reason.into(),
             message,
         };
-        // Image.
+        // Image: a reference that does not parse is upstream's
+        // InvalidImageName, tried again at each sync, never pulled.
+        if let Err(e) = berth_images::reference::ImageRef::parse_named(&c.image) {
+            let msg = format!(
+                "Failed to apply default image tag {:?}: couldn't parse image name {:?}: {e}",
+                c.image, c.image
+            );
+            self.event(pod, Some(&c.name), true, "InspectFailed", msg.clone());
+            return Err((w("InvalidImageName", msg), Some(Duration::from_secs(10))));
+        }
         let present = match c.pull_policy {
             PullPolicy::Always => false,
-            _ => cri
-                .image_status(&c.image)
-                .await
-                .map_err(|e| {
-                    (
-                        w("ErrImagePull", e.to_string()),
-                        Some(Duration::from_secs(2)),
-                    )
-                })?
-                .is_some(),
+            _ => match cri.image_status(&c.image).await {
+                Ok(image) => image.is_some(),
+                Err(e) => {
+                    let msg = format!("Failed to inspect image {:?}: {e}", c.image);
+                    self.event(pod, Some(&c.name), true, "InspectFailed", msg.clone());
+                    return Err((w("ImageInspectError", msg), Some(Duration::from_secs(2))));
+                }
+            },
         };
         if present {
             self.event(
@@ -586,8 +597,11 @@ impl Worker {
                 Err(e) => {
                     self.pull_backoff.next(&c.image, now);
                     self.pull_failed_at.insert(c.image.clone(), now_ns());
+                    // As upstream: this event, then "Error: ErrImagePull".
+                    let msg = format!("Failed to pull image {:?}: {e}", c.image);
+                    self.event(pod, Some(&c.name), true, "Failed", msg.clone());
                     return Err((
-                        w("ErrImagePull", e.to_string()),
+                        w("ErrImagePull", msg),
                         Some(self.pull_backoff.delay(&c.image)),
                     ));
                 }

@@ -1,7 +1,9 @@
 //! A container's probes (liveness, readiness, startup) as the kubelet runs
 //! them: converted once from the API's Probe with the API server's
 //! defaults, validated, and named ports resolved against the container's
-//! ports. Running them is `prober.rs`'s business, not this module's.
+//! ports. A port that does not resolve does not refuse the pod: as
+//! upstream's, such a probe errors each time it runs (an `Unhealthy` event,
+//! no result). Running them is `prober.rs`'s business, not this module's.
 
 use std::time::Duration;
 
@@ -88,6 +90,10 @@ pub enum Handler {
     TcpSocket { host: Option<String>, port: u16 },
     /// grpc.health.v1.Health/Check answering SERVING is success.
     Grpc { port: u16, service: String },
+    /// An httpGet or tcpSocket probe whose port does not resolve (a name
+    /// that is not one of the container's ports): every try errors with
+    /// this message.
+    Unresolved(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,12 +192,16 @@ impl Probe {
             }
             Handler::Exec { command }
         } else if let Some(h) = &p.http_get {
-            Handler::HttpGet(http_get(h, c, &format!("{at}.httpGet"))?)
+            match http_get(h, c, &format!("{at}.httpGet"))? {
+                Ok(get) => Handler::HttpGet(get),
+                Err(e) => Handler::Unresolved(e),
+            }
         } else if let Some(t) = &p.tcp_socket {
             let at = format!("{at}.tcpSocket");
-            Handler::TcpSocket {
-                host: host(t.host.as_deref(), &at)?,
-                port: port(&t.port, c, &format!("{at}.port"))?,
+            let host = host(t.host.as_deref(), &at)?;
+            match probe_port(&t.port, c, &format!("{at}.port"))? {
+                Ok(port) => Handler::TcpSocket { host, port },
+                Err(e) => Handler::Unresolved(e),
             }
         } else if let Some(g) = &p.grpc {
             match g.mode.as_deref() {
@@ -256,11 +266,21 @@ impl Probe {
     }
 }
 
+/// An httpGet action of container `c` (a probe's or a lifecycle hook's):
+/// the outer error refuses the spec; the inner one is a named port that is
+/// not one of the container's, for the caller to report each time the
+/// action runs, as upstream's kubelet does.
 pub(crate) fn http_get(
     h: &api::HTTPGetAction,
     c: &api::Container,
     at: &str,
-) -> Result<HttpGet, String> {
+) -> Result<Result<HttpGet, String>, String> {
+    let get = http_get_at(h, 0, at)?;
+    Ok(probe_port(&h.port, c, &format!("{at}.port"))?.map(|port| HttpGet { port, ..get }))
+}
+
+/// An httpGet action validated, to `port`.
+fn http_get_at(h: &api::HTTPGetAction, port: u16, at: &str) -> Result<HttpGet, String> {
     let scheme = match h.scheme.as_deref() {
         None | Some("" | "HTTP") => Scheme::Http,
         Some("HTTPS") => Scheme::Https,
@@ -309,7 +329,7 @@ pub(crate) fn http_get(
     Ok(HttpGet {
         scheme,
         host: host(h.host.as_deref(), at)?,
-        port: port(&h.port, c, &format!("{at}.port"))?,
+        port,
         path,
         headers,
     })
@@ -328,6 +348,21 @@ fn host(h: Option<&str>, at: &str) -> Result<Option<String>, String> {
         Some(h) => Err(format!(
             "{at}.host: {h:?} is not an IP address or a DNS name"
         )),
+    }
+}
+
+/// A probe's or hook's port: a number out of range refuses the spec (the
+/// API server does too); a name that is not one of the container's ports is
+/// left for the action to report each time it runs (the inner error), as
+/// upstream's.
+fn probe_port(
+    p: &IntOrString,
+    c: &api::Container,
+    at: &str,
+) -> Result<Result<u16, String>, String> {
+    match (port(p, c, at), p) {
+        (Err(e), IntOrString::Int(_)) => Err(e),
+        (r, _) => Ok(r),
     }
 }
 
@@ -432,14 +467,34 @@ mod tests {
     }
 
     #[test]
+    fn a_port_that_does_not_resolve_makes_a_probe_that_errors() {
+        let p = probes(
+            "{name: a, image: b, ports: [{name: http, containerPort: 80}], livenessProbe: {httpGet: {port: web}}, readinessProbe: {tcpSocket: {port: db}}}",
+        )
+        .unwrap();
+        assert_eq!(
+            p.liveness.unwrap().handler,
+            Handler::Unresolved(
+                "spec.containers[0].livenessProbe.httpGet.port: named port \"web\" is not a port of the container".into()
+            )
+        );
+        assert_eq!(
+            p.readiness.unwrap().handler,
+            Handler::Unresolved(
+                "spec.containers[0].readinessProbe.tcpSocket.port: named port \"db\" is not a port of the container".into()
+            )
+        );
+        // The rest of the action is still checked first.
+        assert_eq!(
+            probes("{name: a, image: b, livenessProbe: {httpGet: {port: web, scheme: FTP}}}")
+                .unwrap_err(),
+            "spec.containers[0].livenessProbe.httpGet.scheme: \"FTP\" is not HTTP or HTTPS"
+        );
+    }
+
+    #[test]
     fn invalid_probes_name_the_field() {
         let e = |y: &str| probes(y).unwrap_err();
-        assert_eq!(
-            e(
-                "{name: a, image: b, ports: [{name: http, containerPort: 80}], livenessProbe: {httpGet: {port: web}}}"
-            ),
-            "spec.containers[0].livenessProbe.httpGet.port: named port \"web\" is not a port of the container"
-        );
         assert_eq!(
             e("{name: a, image: b, readinessProbe: {periodSeconds: 3}}"),
             "spec.containers[0].readinessProbe: must specify a handler type (exec, httpGet, tcpSocket or grpc)"

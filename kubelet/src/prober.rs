@@ -35,7 +35,8 @@ pub enum Outcome {
     Success,
     /// The container answered wrong, or not in time: counts.
     Failure(String),
-    /// The probe could not be run (the runtime failed): does not count.
+    /// The probe could not be run (the runtime failed, its port does not
+    /// resolve): does not count.
     Error(String),
 }
 
@@ -502,9 +503,18 @@ impl Job {
                     }
                     false
                 }
+                // As upstream's: an event, and no result (it does not count).
                 Outcome::Error(msg) => {
                     tracing::warn!(pod = %self.pod, container = %self.container, id = %short(&self.id),
                         "Unhealthy: {} probe errored: {msg}", self.kind.title());
+                    if let Some(tx) = &shared.events {
+                        let mut ev = self.event.clone();
+                        ev.message = format!(
+                            "{} probe errored and resulted in unknown state: {msg}",
+                            self.kind.title()
+                        );
+                        let _ = tx.send(ev);
+                    }
                     continue;
                 }
             };
@@ -539,6 +549,7 @@ impl Job {
                 Ok(host) => grpc::probe(&host, *port, service, t).await,
                 Err(e) => e,
             },
+            Handler::Unresolved(e) => Outcome::Error(e.clone()),
         }
     }
 }

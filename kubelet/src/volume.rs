@@ -104,6 +104,14 @@ pub enum Source {
         /// Kept in memory (tmpfs): secrets and service account tokens.
         memory: bool,
     },
+    /// A type berth-kubelet cannot set up (persistentVolumeClaim, nfs...),
+    /// by its API name. As upstream's kubelet does with a volume it has no
+    /// plugin for, the pod is not refused: while a container mounts it,
+    /// setting it up fails (FailedMount, the containers wait in
+    /// ContainerCreating) and is tried again; unmounted, it is ignored.
+    Unsupported {
+        kind: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +133,8 @@ impl Volume {
                 "downwardAPI" => "kubernetes.io~downward-api",
                 _ => "kubernetes.io~projected",
             },
+            // Never set up, so never a folder.
+            Source::Unsupported { .. } => "unsupported",
         }
     }
 }
@@ -393,10 +403,7 @@ pub fn volumes(spec: &api::PodSpec) -> Result<Vec<Volume>, String> {
                         .and_then(|m| m.keys().find(|k| *k != "name").cloned())
                 })
                 .unwrap_or_else(|| "unknown".into());
-            return Err(format!(
-                "{at} ({}): volume type {kind:?} is not supported by berth-kubelet",
-                v.name
-            ));
+            Source::Unsupported { kind }
         };
         out.push(Volume {
             name: v.name.clone(),
@@ -542,13 +549,16 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.contains("defaultMode") && e.contains("file mode"), "{e}");
-        let e = volumes(&spec(
+        // Not refused: kept by its type, for the volume manager to fail.
+        let v = volumes(&spec(
             "containers: []\nvolumes: [{name: data, persistentVolumeClaim: {claimName: x}}]",
         ))
-        .unwrap_err();
-        assert!(
-            e.contains("\"persistentVolumeClaim\" is not supported"),
-            "{e}"
+        .unwrap();
+        assert_eq!(
+            v[0].source,
+            Source::Unsupported {
+                kind: "persistentVolumeClaim".into()
+            }
         );
         let e = volumes(&spec(
             "containers: []\nvolumes: [{name: h, hostPath: {path: rel}}]",

@@ -120,6 +120,17 @@ impl VolumeManager {
                     check_host_path(Path::new(path), kind).map_err(err)?;
                     PathBuf::from(path)
                 }
+                Source::Unsupported { kind } => {
+                    let mounted = pod
+                        .all_containers()
+                        .any(|c| c.mounts.iter().any(|m| m.volume == v.name));
+                    if !mounted {
+                        continue;
+                    }
+                    return Err(err(format!(
+                        "volume type {kind:?} is not supported by berth-kubelet"
+                    )));
+                }
                 Source::Files {
                     projections,
                     default_mode,
@@ -920,6 +931,28 @@ mod tests {
             .iter()
             .map(|(k, v, m)| (k.to_string(), (v.as_bytes().to_vec(), *m)))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_volume_fails_setup_only_while_mounted() {
+        use crate::plan::tests::pod;
+        let d = tempfile::tempdir().unwrap();
+        let mut vm = VolumeManager::new(d.path().to_owned(), None, 1 << 30);
+        let unused = pod(
+            "volumes: [{name: data, nfs: {server: s, path: /x}}, {name: e, emptyDir: {}}],",
+            "{name: c, image: i, volumeMounts: [{name: e, mountPath: /e}]}",
+        );
+        let paths = vm.setup(&unused).await.unwrap();
+        assert!(paths.contains_key("e") && !paths.contains_key("data"));
+        let used = pod(
+            "volumes: [{name: data, nfs: {server: s, path: /x}}],",
+            "{name: c, image: i, volumeMounts: [{name: data, mountPath: /data}]}",
+        );
+        assert_eq!(
+            vm.setup(&used).await.unwrap_err().to_string(),
+            "MountVolume.SetUp failed for volume \"data\": volume type \"nfs\" is not supported by berth-kubelet"
+        );
+        assert!(!d.path().join("volumes/unsupported").exists());
     }
 
     #[test]

@@ -1296,3 +1296,156 @@ spec:
         "no pod network sample in:\n{metrics}"
     );
 }
+
+/// The reason and message of every event about pod `name`.
+fn events_of(ns: &str, name: &str) -> Vec<(String, String)> {
+    api_get(&[
+        "-n",
+        ns,
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+    ])
+    .and_then(|l| l["items"].as_array().cloned())
+    .unwrap_or_default()
+    .iter()
+    .map(|e| {
+        (
+            e["reason"].as_str().unwrap_or_default().to_owned(),
+            e["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    })
+    .collect()
+}
+
+/// Issue 7's acceptance: pods the kubelet cannot run (an image the registry
+/// does not have, an image name that does not parse, a volume type it has
+/// no plugin for, a probe port that does not resolve) each get upstream's
+/// status and event, and a pod beside them runs.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test bed's control plane: hack/test.sh runs it in the kubelet-apiserver tier"]
+async fn pods_it_cannot_run_get_upstreams_status_and_events_and_the_rest_run() {
+    let (node, ns) = joined(61);
+    let registry = std::env::var("BERTH_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let pod = |name: &str, image: &str, spec: &str, container: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  nodeName: {node}\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 1\n{spec}  containers:\n  - name: main\n    image: '{image}'\n    command: [sleep, '3600']\n{container}",
+            ns = ns.0,
+            node = node.node
+        )
+    };
+    let pods = [
+        pod(
+            "noimage",
+            &format!("{registry}/library/nothing-here:1"),
+            "",
+            "",
+        ),
+        pod(
+            "badname",
+            &format!("{registry}/Library/BusyBox:latest"),
+            "",
+            "",
+        ),
+        pod(
+            "novolume",
+            &busybox(),
+            "  volumes: [{name: data, nfs: {server: 127.0.0.1, path: /exports}}]\n",
+            "    volumeMounts: [{name: data, mountPath: /data}]\n",
+        ),
+        pod(
+            "noport",
+            &busybox(),
+            "",
+            "    readinessProbe: {httpGet: {port: web}, periodSeconds: 1}\n",
+        ),
+        pod("fine", &busybox(), "", ""),
+    ];
+    kubectl_in(&["apply", "-f", "-"], Some(&pods.join("---\n"))).unwrap();
+    let waiting = |name: &str, reasons: &'static [&'static str]| {
+        wait_api(
+            90,
+            &format!("{name} waiting with one of {reasons:?}"),
+            || pod_get(&ns.0, name),
+            |p| {
+                p.and_then(|p| {
+                    p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str()
+                })
+                .is_some_and(|r| reasons.contains(&r))
+            },
+        )
+        .unwrap()
+    };
+    let event = |name: &str, reason: &str, part: &str| {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("a {reason} event of {name} with {part:?}"),
+            || {
+                events_of(&ns.0, name)
+                    .iter()
+                    .any(|(r, m)| r == reason && m.contains(part))
+            },
+        );
+    };
+
+    // The healthy pod runs whatever its neighbours do.
+    wait_api(
+        90,
+        "fine Running",
+        || pod_get(&ns.0, "fine"),
+        |p| p.is_some_and(|p| p["status"]["phase"] == "Running"),
+    );
+
+    // An image the registry does not have: ErrImagePull, then back-off.
+    let p = waiting("noimage", &["ErrImagePull", "ImagePullBackOff"]);
+    assert_eq!(p["status"]["phase"], "Pending");
+    event("noimage", "Pulling", "nothing-here");
+    event("noimage", "Failed", "nothing-here");
+
+    // An image name that does not parse: InvalidImageName, never pulled.
+    let p = waiting("badname", &["InvalidImageName"]);
+    let msg = p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(msg.contains("couldn't parse image name"), "{msg}");
+    assert_eq!(p["status"]["phase"], "Pending");
+    event("badname", "InspectFailed", "couldn't parse image name");
+    assert!(
+        !events_of(&ns.0, "badname")
+            .iter()
+            .any(|(r, _)| r == "Pulling"),
+        "an invalid name is never pulled"
+    );
+
+    // A volume type without a plugin: FailedMount, the pod waits.
+    let p = waiting("novolume", &["ContainerCreating"]);
+    assert_eq!(p["status"]["phase"], "Pending");
+    event(
+        "novolume",
+        "FailedMount",
+        "volume type \"nfs\" is not supported",
+    );
+
+    // A probe port that does not resolve: the pod runs, never ready, and
+    // each try says the probe errored.
+    wait_api(
+        90,
+        "noport Running",
+        || pod_get(&ns.0, "noport"),
+        |p| p.is_some_and(|p| p["status"]["phase"] == "Running"),
+    );
+    event(
+        "noport",
+        "Unhealthy",
+        "Readiness probe errored and resulted in unknown state",
+    );
+    let p = pod_get(&ns.0, "noport").unwrap();
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
+
+    // The healthy pod was not disturbed meanwhile.
+    let p = pod_get(&ns.0, "fine").unwrap();
+    assert_eq!(p["status"]["phase"], "Running");
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], true);
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
+}

@@ -2,7 +2,9 @@
 //! (`spec.nodeName=<node>`), kept as a full set and sent to the kubelet's
 //! main loop after every change. Mirror pods (the API's copies of this
 //! node's static pods) are not pods to run. A pod berth-kubelet cannot run
-//! is rejected once: its status says Failed with the reason.
+//! is rejected once, as upstream's kubelet rejects a pod at admission: its
+//! status says Failed with the reason, and a Warning event of that reason
+//! says why.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -14,7 +16,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 
-use super::status::StatusOp;
+use super::events::EventOp;
+use super::status::{REJECTED, StatusOp};
 use crate::manifest::CONFIG_MIRROR;
 use crate::pod::Pod;
 
@@ -24,6 +27,7 @@ pub async fn watch(
     node: String,
     out: mpsc::Sender<Vec<Arc<Pod>>>,
     status: mpsc::UnboundedSender<StatusOp>,
+    events: mpsc::UnboundedSender<EventOp>,
 ) {
     let pods: Api<api::Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
@@ -85,9 +89,20 @@ pub async fn watch(
                 Err(e) => {
                     if rejected.insert(uid.clone()) && !is_terminal(p) {
                         tracing::warn!(pod_uid = %uid, "rejecting pod: {e}");
+                        let namespace = p.metadata.namespace.clone().unwrap_or_default();
+                        let name = p.metadata.name.clone().unwrap_or_default();
+                        let _ = events.send(EventOp {
+                            namespace: namespace.clone(),
+                            pod_name: name.clone(),
+                            pod_uid: uid.clone(),
+                            field_path: None,
+                            warning: true,
+                            reason: REJECTED.into(),
+                            message: e.to_string(),
+                        });
                         let _ = status.send(StatusOp::Reject {
-                            namespace: p.metadata.namespace.clone().unwrap_or_default(),
-                            name: p.metadata.name.clone().unwrap_or_default(),
+                            namespace,
+                            name,
                             uid: uid.clone(),
                             message: e.to_string(),
                         });

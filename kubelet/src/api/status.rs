@@ -48,6 +48,9 @@ impl StatusOp {
     }
 }
 
+/// The reason of a rejected pod's status and event.
+pub const REJECTED: &str = "UnsupportedPodSpec";
+
 /// The status patch of a pod: the status with `qosClass` left out (the API
 /// server sets it once and refuses changes), and for a pod of the API the
 /// UID, which makes the patch fail on a pod of the same name recreated
@@ -170,7 +173,7 @@ async fn apply(client: &kube::Client, op: &StatusOp) -> kube::Result<()> {
             let api: Api<api::Pod> = Api::namespaced(client.clone(), namespace);
             let status = api::PodStatus {
                 phase: Some("Failed".into()),
-                reason: Some("UnsupportedPodSpec".into()),
+                reason: Some(REJECTED.into()),
                 message: Some(message.clone()),
                 ..Default::default()
             };

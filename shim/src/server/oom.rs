@@ -10,9 +10,12 @@
 //!   change of it), whose `oom_kill` count is compared with the count at
 //!   create;
 //! - cgroup v1: an eventfd registered through `cgroup.event_control` for
-//!   `memory.oom_control`, whose `oom_kill` count is compared the same way
-//!   (an eventfd also fires when the cgroup is removed; the file is then
-//!   unreadable and nothing is recorded).
+//!   `memory.oom_control`. The kernel signals it as an OOM in the cgroup
+//!   begins, before the kill raises the `oom_kill` count, so a signal seen
+//!   while the cgroup is still there is the OOM kill (as containerd's v1
+//!   shims take it): the count alone would be read too early, and after the
+//!   exit the cgroup may be gone. The eventfd also fires when the cgroup is
+//!   removed; the file is then unreadable and nothing is recorded.
 //!
 //! The cgroup comes from `/proc/<pid>/cgroup` of the container's init, read
 //! from the monitor's own cgroup namespace (the host's), so it works for any
@@ -34,6 +37,9 @@ pub(super) struct OomWatch {
     fd: OwnedFd,
     /// v1 only: the control file, kept open while the eventfd is registered.
     _control: Option<File>,
+    /// v1: a signal of `fd` is an OOM in the cgroup (v2: any change of
+    /// `memory.events`, so only the count tells).
+    signals_oom: bool,
 }
 
 /// The memory cgroup of `pid` from its `/proc/<pid>/cgroup` text: a v1
@@ -90,6 +96,7 @@ impl OomWatch {
                 baseline,
                 fd,
                 _control: Some(control),
+                signals_oom: true,
             }))
         } else {
             let counter = dir.join("memory.events");
@@ -102,6 +109,7 @@ impl OomWatch {
                 baseline,
                 fd,
                 _control: None,
+                signals_oom: false,
             }))
         }
     }
@@ -110,13 +118,21 @@ impl OomWatch {
         self.fd.as_fd()
     }
 
-    /// Drain the notifications and tell whether the count has grown since
-    /// the start. Also right for a cgroup that is already gone: no count,
-    /// no kill seen.
+    /// Drain the notifications and tell whether an OOM kill happened: the
+    /// count has grown since the start, or (v1) an OOM was signalled while
+    /// the cgroup is there. Also right for a cgroup that is already gone:
+    /// no count, no kill seen.
     pub(super) fn check(&self) -> bool {
         let mut buf = [0u8; 4096];
-        while matches!(rustix::io::read(&self.fd, &mut buf), Ok(n) if n > 0) {}
-        read_count(&self.counter).is_some_and(|n| n > self.baseline)
+        let mut signalled = false;
+        while let Ok(n) = rustix::io::read(&self.fd, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            signalled = true;
+        }
+        read_count(&self.counter)
+            .is_some_and(|n| n > self.baseline || (signalled && self.signals_oom))
     }
 }
 
