@@ -494,27 +494,15 @@ impl Job {
                     true
                 }
                 Outcome::Failure(msg) => {
-                    tracing::warn!(pod = %self.pod, container = %self.container, id = %short(&self.id),
-                        "Unhealthy: {} probe failed: {msg}", self.kind.title());
-                    if let Some(tx) = &shared.events {
-                        let mut ev = self.event.clone();
-                        ev.message = format!("{} probe failed: {msg}", self.kind.title());
-                        let _ = tx.send(ev);
-                    }
+                    self.unhealthy(&shared, &format!("failed: {msg}"));
                     false
                 }
                 // As upstream's: an event, and no result (it does not count).
                 Outcome::Error(msg) => {
-                    tracing::warn!(pod = %self.pod, container = %self.container, id = %short(&self.id),
-                        "Unhealthy: {} probe errored: {msg}", self.kind.title());
-                    if let Some(tx) = &shared.events {
-                        let mut ev = self.event.clone();
-                        ev.message = format!(
-                            "{} probe errored and resulted in unknown state: {msg}",
-                            self.kind.title()
-                        );
-                        let _ = tx.send(ev);
-                    }
+                    self.unhealthy(
+                        &shared,
+                        &format!("errored and resulted in unknown state: {msg}"),
+                    );
                     continue;
                 }
             };
@@ -524,6 +512,18 @@ impl Job {
                     return;
                 }
             }
+        }
+    }
+
+    /// Log and post this probe's `Unhealthy` event: "<Kind> probe <what>".
+    fn unhealthy(&self, shared: &Shared, what: &str) {
+        let message = format!("{} probe {what}", self.kind.title());
+        tracing::warn!(pod = %self.pod, container = %self.container, id = %short(&self.id), "Unhealthy: {message}");
+        if let Some(tx) = &shared.events {
+            let _ = tx.send(EventOp {
+                message,
+                ..self.event.clone()
+            });
         }
     }
 
