@@ -35,11 +35,11 @@ pub(super) struct OomWatch {
     baseline: u64,
     /// The inotify or eventfd descriptor polled for changes.
     fd: OwnedFd,
-    /// v1 only: the control file, kept open while the eventfd is registered.
-    _control: Option<File>,
-    /// v1: a signal of `fd` is an OOM in the cgroup (v2: any change of
-    /// `memory.events`, so only the count tells).
-    signals_oom: bool,
+    /// v1 only: the control file, kept open while the eventfd is
+    /// registered. Its presence also says that a signal of `fd` is an OOM
+    /// in the cgroup (v2: any change of `memory.events`, so only the count
+    /// tells).
+    v1_control: Option<File>,
 }
 
 /// The memory cgroup of `pid` from its `/proc/<pid>/cgroup` text: a v1
@@ -95,8 +95,7 @@ impl OomWatch {
                 counter,
                 baseline,
                 fd,
-                _control: Some(control),
-                signals_oom: true,
+                v1_control: Some(control),
             }))
         } else {
             let counter = dir.join("memory.events");
@@ -108,8 +107,7 @@ impl OomWatch {
                 counter,
                 baseline,
                 fd,
-                _control: None,
-                signals_oom: false,
+                v1_control: None,
             }))
         }
     }
@@ -132,7 +130,7 @@ impl OomWatch {
             signalled = true;
         }
         read_count(&self.counter)
-            .is_some_and(|n| n > self.baseline || (signalled && self.signals_oom))
+            .is_some_and(|n| n > self.baseline || (signalled && self.v1_control.is_some()))
     }
 }
 
